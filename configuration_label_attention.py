@@ -1,0 +1,151 @@
+"""Label-attention model configuration."""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+PROBLEM_TYPES = ("multi_label_classification", "single_label_classification")
+LABEL_POOLING_MODES = ("first", "mean")
+
+
+class LabelAttentionConfig(PreTrainedConfig):
+    r"""
+    Configuration of a label-attention classifier (Nguyen and Ji, arXiv 2108.11809): a pretrained encoder reads the
+    document and a short description of every label; label-attention blocks let each label embedding attend over the
+    document's tokens; a per-label scorer turns each label's representation into that label's logit.
+
+    Args:
+        encoder (`PreTrainedConfig` or `dict`, *optional*):
+            Configuration of the text encoder (any `AutoModel` text encoder: BERT, RoBERTa, DistilBERT, DeBERTa-v2,
+            ELECTRA, ...). It is nested in `config.json` and read back with its own config class. Defaults to BERT.
+        label_descriptions (`list[str]`, *optional*):
+            One description per label, in `id2label` order. The encoder reads these to build the label embeddings.
+            When given without `id2label`, `num_labels` is taken from its length.
+        problem_type (`str`, *optional*, defaults to `"multi_label_classification"`):
+            `"multi_label_classification"` (sigmoid per label, binary cross-entropy) or
+            `"single_label_classification"` (softmax over labels, cross-entropy).
+        label_attention_blocks (`int`, *optional*, defaults to 1):
+            Number of stacked label-attention blocks.
+        label_attention_heads (`int`, *optional*):
+            Number of heads of the label-attention blocks; must divide the encoder's hidden size. Defaults to the
+            encoder's number of attention heads.
+        label_attention_intermediate_size (`int`, *optional*):
+            Width of the feed-forward layer of each block. Defaults to four times the encoder's hidden size.
+        label_attention_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on the attention weights and on the residual branches of the blocks.
+        classifier_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout before the per-label scorer.
+        label_pooling (`str`, *optional*, defaults to `"first"`):
+            How a description's token states become one label embedding: `"first"` (the first token, e.g. `[CLS]`)
+            or `"mean"` (mean over the description's non-padding tokens).
+        fixed_label_embeddings (`bool`, *optional*, defaults to `False`):
+            If `False` (the paper's scheme), descriptions are re-encoded at every training step, so gradients reach
+            the encoder through them too. If `True`, the label embeddings are computed once, when the descriptions
+            are set, stored with the weights and never updated.
+        label_max_length (`int`, *optional*, defaults to 64):
+            Length, in tokens, to which label descriptions are truncated and padded when they are tokenised.
+        decision_thresholds (`list[float]`, *optional*):
+            Multi-label only: one probability threshold per label, used by `predict` (0.5 for every label when
+            unset). Training tunes them on validation data.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initialiser of the new (non-encoder) weights.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-12):
+            Epsilon of the blocks' layer normalisations.
+
+    Example:
+
+    ```python
+    >>> from transformers import BertConfig
+    >>> from label_attention import LabelAttentionConfig, LabelAttentionForSequenceClassification
+
+    >>> config = LabelAttentionConfig(
+    ...     encoder=BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
+    ...     id2label={0: "angiogenesis", 1: "immune evasion"},
+    ...     label_descriptions=["New blood vessels form.", "Cells hide from the immune system."],
+    ... )
+    >>> model = LabelAttentionForSequenceClassification(config)
+    ```"""
+
+    model_type = "label_attention"
+    sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    encoder: PreTrainedConfig | dict | None = None
+    label_descriptions: list[str] | None = None
+    problem_type: str | None = "multi_label_classification"
+    label_attention_blocks: int = 1
+    label_attention_heads: int | None = None
+    label_attention_intermediate_size: int | None = None
+    label_attention_dropout: float = 0.1
+    classifier_dropout: float = 0.1
+    label_pooling: str = "first"
+    fixed_label_embeddings: bool = False
+    label_max_length: int = 64
+    decision_thresholds: list[float] | None = None
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+
+    def __post_init__(self, **kwargs):
+        if self.label_descriptions is not None and self.id2label is None and "num_labels" not in kwargs:
+            kwargs["num_labels"] = len(self.label_descriptions)
+        kwargs.setdefault(
+            "auto_map",
+            {
+                "AutoConfig": "configuration_label_attention.LabelAttentionConfig",
+                "AutoModel": "modeling_label_attention.LabelAttentionModel",
+                "AutoModelForSequenceClassification": "modeling_label_attention.LabelAttentionForSequenceClassification",
+            },
+        )
+        super().__post_init__(**kwargs)
+        if self.label2id is None:
+            self.label2id = {name: label_id for label_id, name in self.id2label.items()}
+        if self.label_attention_heads is None:
+            self.label_attention_heads = getattr(self.encoder, "num_attention_heads", 1)
+        if self.label_attention_intermediate_size is None:
+            self.label_attention_intermediate_size = 4 * self.hidden_size
+        self._check_consistency()
+
+    @property
+    def hidden_size(self) -> int:
+        """Hidden size of the encoder, which the label-attention blocks share."""
+        encoder_hidden = getattr(self.encoder, "hidden_size", None) or getattr(self.encoder, "dim", None)
+        if encoder_hidden is None:
+            raise ValueError(f"Cannot read the hidden size of the encoder config {type(self.encoder).__name__}.")
+        return encoder_hidden
+
+    def _check_consistency(self):
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}.")
+        if self.label_pooling not in LABEL_POOLING_MODES:
+            raise ValueError(f"label_pooling must be one of {LABEL_POOLING_MODES}, got {self.label_pooling!r}.")
+        if self.label_attention_blocks < 1:
+            raise ValueError(f"label_attention_blocks must be at least 1, got {self.label_attention_blocks}.")
+        if self.label_attention_heads < 1 or self.hidden_size % self.label_attention_heads:
+            raise ValueError(
+                f"The encoder's hidden size ({self.hidden_size}) is not divisible by label_attention_heads "
+                f"({self.label_attention_heads})."
+            )
+        names = list(self.id2label.values())
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"Label names must be unique; duplicated: {duplicates}.")
+        if self.label_descriptions is not None:
+            if len(self.label_descriptions) != self.num_labels:
+                raise ValueError(
+                    f"Got {len(self.label_descriptions)} label descriptions for {self.num_labels} labels; "
+                    "give exactly one description per label, in id2label order."
+                )
+            for label_id, description in enumerate(self.label_descriptions):
+                if not isinstance(description, str) or not description.strip():
+                    raise ValueError(
+                        f"The description of label {label_id} ({self.id2label[label_id]!r}) is empty; "
+                        "every label needs a non-empty description."
+                    )
+        if self.decision_thresholds is not None:
+            if self.problem_type != "multi_label_classification":
+                raise ValueError("decision_thresholds only apply to multi_label_classification.")
+            if len(self.decision_thresholds) != self.num_labels:
+                raise ValueError(
+                    f"Got {len(self.decision_thresholds)} decision thresholds for {self.num_labels} labels."
+                )
+
+
+__all__ = ["LabelAttentionConfig"]

@@ -1,0 +1,383 @@
+"""Label attention on top of a pretrained encoder (Nguyen and Ji, arXiv 2108.11809).
+
+The encoder reads the document (token states H) and a short description of each label (one embedding per label,
+E). Label-attention blocks let every label embedding attend over the document's tokens, and a per-label scorer turns
+each label's attended representation into that label's logit.
+"""
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, initialization as init
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+from .configuration_label_attention import LabelAttentionConfig
+
+
+@dataclass
+class LabelAttentionModelOutput(ModelOutput):
+    r"""
+    Output of [`LabelAttentionModel`].
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_labels, hidden_size)`):
+            Label-aware representation of the document: one vector per label, from the last label-attention block.
+        encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+            The encoder's token states of the document.
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+            The label-attention weights of every block, each of shape `(batch_size, num_heads, num_labels,
+            sequence_length)`; padding positions get weight 0.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class LabelAttentionBlock(nn.Module):
+    """Labels attend over the document's tokens; then residual + LayerNorm, feed-forward, residual + LayerNorm."""
+
+    def __init__(self, config: LabelAttentionConfig):
+        super().__init__()
+        hidden_size = config.hidden_size
+        self.attention = nn.MultiheadAttention(
+            hidden_size, config.label_attention_heads, dropout=config.label_attention_dropout, batch_first=True
+        )
+        self.attention_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(hidden_size, config.label_attention_intermediate_size),
+            nn.GELU(),
+            nn.Dropout(config.label_attention_dropout),
+            nn.Linear(config.label_attention_intermediate_size, hidden_size),
+        )
+        self.output_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.label_attention_dropout)
+
+    def forward(self, label_states, document_states, document_padding_mask, output_attentions=False):
+        attended, weights = self.attention(
+            label_states,
+            document_states,
+            document_states,
+            key_padding_mask=document_padding_mask,
+            need_weights=output_attentions,
+            average_attn_weights=False,
+        )
+        label_states = self.attention_norm(label_states + self.dropout(attended))
+        label_states = self.output_norm(label_states + self.dropout(self.feed_forward(label_states)))
+        return label_states, weights
+
+
+class LabelScorer(nn.Module):
+    """One weight vector and bias per label: logit_l = <w_l, h_l> + b_l."""
+
+    def __init__(self, num_labels: int, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_labels, hidden_size))
+        self.bias = nn.Parameter(torch.empty(num_labels))
+
+    def forward(self, label_states):
+        return (label_states * self.weight).sum(-1) + self.bias
+
+
+class LabelAttentionPreTrainedModel(PreTrainedModel):
+    config: LabelAttentionConfig
+    config_class = LabelAttentionConfig
+    base_model_prefix = "label_attention"
+    _supports_sdpa = True
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, LabelScorer):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            init.zeros_(module.bias)
+        elif isinstance(module, LabelAttentionModel):
+            init.zeros_(module.label_input_ids)
+            init.zeros_(module.label_attention_mask)
+            if module.config.fixed_label_embeddings:
+                init.zeros_(module.fixed_label_embeddings)
+
+
+def _build_encoder(encoder_config):
+    encoder = AutoModel.from_config(encoder_config)
+    # The pooler (BERT, RoBERTa) is never used: without it, data-parallel training sees no unused parameters.
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder
+
+
+def _max_positions(encoder) -> int | None:
+    """Longest input the encoder's absolute position embeddings allow (None for relative-position encoders)."""
+    positions = getattr(getattr(encoder, "embeddings", None), "position_embeddings", None)
+    if not isinstance(positions, nn.Embedding):
+        return None
+    # RoBERTa-style embeddings number positions from padding_idx + 1.
+    offset = positions.padding_idx + 1 if positions.padding_idx is not None else 0
+    return positions.num_embeddings - offset
+
+
+class LabelAttentionModel(LabelAttentionPreTrainedModel):
+    """The encoder and the label-attention blocks: one label-aware document representation per label."""
+
+    def __init__(self, config: LabelAttentionConfig):
+        super().__init__(config)
+        self.config = config
+        self.encoder = _build_encoder(config.encoder)
+        self.blocks = nn.ModuleList(LabelAttentionBlock(config) for _ in range(config.label_attention_blocks))
+        # The tokenised descriptions live in the checkpoint, so a saved model needs no description file.
+        description_shape = (config.num_labels, config.label_max_length)
+        self.register_buffer("label_input_ids", torch.zeros(description_shape, dtype=torch.long))
+        self.register_buffer("label_attention_mask", torch.zeros(description_shape, dtype=torch.long))
+        if config.fixed_label_embeddings:
+            self.register_buffer("fixed_label_embeddings", torch.zeros(config.num_labels, config.hidden_size))
+        # Label embeddings computed once per eval/inference phase; dropped whenever the train/eval mode changes.
+        self.register_buffer("_cached_label_embeddings", None, persistent=False)
+        self.encoder_accepts_token_type_ids = "token_type_ids" in inspect.signature(self.encoder.forward).parameters
+        self.max_document_length = _max_positions(self.encoder)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.encoder.set_input_embeddings(value)
+
+    def train(self, mode: bool = True):
+        self._cached_label_embeddings = None
+        return super().train(mode)
+
+    @torch.no_grad()
+    def set_label_descriptions(self, tokenizer, label_descriptions: list[str] | None = None):
+        """Tokenise the label descriptions (by default `config.label_descriptions`) into the model's buffers.
+
+        With `config.fixed_label_embeddings`, the label embeddings are also computed now, with the current encoder,
+        and kept fixed from then on.
+        """
+        if label_descriptions is not None:
+            self.config.label_descriptions = list(label_descriptions)
+            self.config._check_consistency()
+        if self.config.label_descriptions is None:
+            raise ValueError("The config has no label_descriptions to tokenise.")
+        tokens = tokenizer(
+            self.config.label_descriptions,
+            padding="max_length",
+            truncation=True,
+            max_length=self.config.label_max_length,
+            return_tensors="pt",
+        )
+        self.label_input_ids.copy_(tokens["input_ids"])
+        self.label_attention_mask.copy_(tokens["attention_mask"])
+        self._cached_label_embeddings = None
+        if self.config.fixed_label_embeddings:
+            was_training = self.training
+            self.eval()
+            self.fixed_label_embeddings.copy_(self.encode_label_descriptions())
+            self.train(was_training)
+
+    def encode_label_descriptions(self) -> torch.Tensor:
+        """Encode every label description and pool it into one embedding: shape `(num_labels, hidden_size)`."""
+        mask = self.label_attention_mask
+        if not mask.any():
+            raise ValueError(
+                "The label descriptions have not been tokenised: call `set_label_descriptions(tokenizer)` or build "
+                "the model with `LabelAttentionForSequenceClassification.from_encoder_pretrained`."
+            )
+        used_length = int(mask.sum(-1).max())  # skip padding columns that no description reaches
+        input_ids, mask = self.label_input_ids[:, :used_length], mask[:, :used_length]
+        states = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        if self.config.label_pooling == "first":
+            return states[:, 0]
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+    def label_embeddings(self) -> torch.Tensor:
+        """Label embeddings for this forward pass: re-encoded while training, cached otherwise."""
+        if self.config.fixed_label_embeddings:
+            return self.fixed_label_embeddings
+        if self.training:
+            return self.encode_label_descriptions()
+        if self._cached_label_embeddings is None:
+            with torch.no_grad():
+                self._cached_label_embeddings = self.encode_label_descriptions()
+        return self._cached_label_embeddings
+
+    def _check_inputs(self, input_ids, token_type_ids):
+        if input_ids is None:
+            raise ValueError("input_ids are required.")
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch_size, sequence_length), got {tuple(input_ids.shape)}.")
+        if self.max_document_length is not None and input_ids.shape[1] > self.max_document_length:
+            raise ValueError(
+                f"The input has {input_ids.shape[1]} tokens but the encoder accepts at most "
+                f"{self.max_document_length}. Tokenise with truncation=True (pipeline: pass truncation=True)."
+            )
+        if token_type_ids is not None and not self.encoder_accepts_token_type_ids:
+            raise ValueError(f"The {self.config.encoder.model_type} encoder takes no token_type_ids; leave them out.")
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> LabelAttentionModelOutput | tuple:
+        r"""
+        Returns one label-aware representation of each document per label, shape `(batch_size, num_labels,
+        hidden_size)`, and with `output_attentions=True` the label-attention weights of every block.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self._check_inputs(input_ids, token_type_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            encoder_inputs["token_type_ids"] = token_type_ids
+        document_states = self.encoder(**encoder_inputs).last_hidden_state
+
+        label_states = self.label_embeddings().to(document_states.dtype)
+        label_states = label_states.unsqueeze(0).expand(input_ids.shape[0], -1, -1)
+        padding_mask = attention_mask == 0
+        all_attentions = () if output_attentions else None
+        for block in self.blocks:
+            label_states, weights = block(label_states, document_states, padding_mask, output_attentions)
+            if output_attentions:
+                all_attentions += (weights,)
+
+        if not return_dict:
+            return tuple(v for v in (label_states, document_states, all_attentions) if v is not None)
+        return LabelAttentionModelOutput(
+            last_hidden_state=label_states, encoder_last_hidden_state=document_states, attentions=all_attentions
+        )
+
+
+class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
+    """Label attention with a per-label scorer: multi-label (sigmoid, BCE) or single-label (softmax, CE)."""
+
+    def __init__(self, config: LabelAttentionConfig):
+        super().__init__(config)
+        self.config = config
+        self.label_attention = LabelAttentionModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.scorer = LabelScorer(config.num_labels, config.hidden_size)
+        self.post_init()
+
+    @classmethod
+    def from_encoder_pretrained(
+        cls,
+        encoder_name_or_path: str,
+        label_names: list[str],
+        label_descriptions: list[str],
+        problem_type: str = "multi_label_classification",
+        **label_attention_kwargs,
+    ):
+        """Build a classifier from a pretrained encoder, with fresh label-attention layers.
+
+        Loads the encoder's weights and tokenizer (a local folder or a Hub id), tokenises the label descriptions
+        with that tokenizer, and returns `(model, tokenizer)`: save the tokenizer beside the model so that
+        `pipeline` can load both from the same folder. `label_attention_kwargs` are any other
+        [`LabelAttentionConfig`] arguments (e.g. `label_attention_blocks=2`, `label_pooling="mean"`).
+        """
+        tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path)
+        encoder = AutoModel.from_pretrained(encoder_name_or_path)
+        config = LabelAttentionConfig(
+            encoder=encoder.config,
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+            label_descriptions=list(label_descriptions),
+            problem_type=problem_type,
+            **label_attention_kwargs,
+        )
+        model = cls(config)
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None
+        model.label_attention.encoder = encoder
+        model.label_attention.set_label_descriptions(tokenizer)
+        model.train()
+        return model, tokenizer
+
+    def set_label_descriptions(self, tokenizer, label_descriptions: list[str] | None = None):
+        """See [`LabelAttentionModel.set_label_descriptions`]."""
+        self.label_attention.set_label_descriptions(tokenizer, label_descriptions)
+
+    def _check_labels(self, labels, logits):
+        batch_size, num_labels = logits.shape
+        if self.config.problem_type == "multi_label_classification":
+            if labels.shape != (batch_size, num_labels) or not labels.is_floating_point():
+                raise ValueError(
+                    "multi_label_classification needs labels as a float multi-hot tensor of shape "
+                    f"({batch_size}, {num_labels}); got {labels.dtype} of shape {tuple(labels.shape)}."
+                )
+        else:
+            if labels.shape != (batch_size,) or labels.is_floating_point() or labels.dtype == torch.bool:
+                raise ValueError(
+                    f"single_label_classification needs labels as integer class ids of shape ({batch_size},); "
+                    f"got {labels.dtype} of shape {tuple(labels.shape)}."
+                )
+            if labels.min() < 0 or labels.max() >= num_labels:
+                raise ValueError(f"Class ids must lie in [0, {num_labels}); got {labels.tolist()}.")
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SequenceClassifierOutput | tuple:
+        r"""
+        labels (`torch.Tensor`, *optional*):
+            `multi_label_classification`: float multi-hot vectors of shape `(batch_size, num_labels)`.
+            `single_label_classification`: class ids of shape `(batch_size,)`.
+
+        Returns `loss` (when `labels` are given), `logits` of shape `(batch_size, num_labels)` and, with
+        `output_attentions=True`, the label-attention weights of every block, each of shape `(batch_size,
+        num_heads, num_labels, sequence_length)`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.label_attention(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        logits = self.scorer(self.dropout(outputs.last_hidden_state))
+
+        loss = None
+        if labels is not None:
+            self._check_labels(labels, logits)
+            if self.config.problem_type == "multi_label_classification":
+                loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            else:
+                loss = nn.functional.cross_entropy(logits.float(), labels)
+
+        if not return_dict:
+            output = (logits,) + ((outputs.attentions,) if outputs.attentions is not None else ())
+            return ((loss,) + output) if loss is not None else output
+        return SequenceClassifierOutput(loss=loss, logits=logits, attentions=outputs.attentions)
+
+    def predict_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Decisions from logits: multi-hot `(batch, num_labels)` using `config.decision_thresholds` (0.5 where
+        unset) for multi-label, class ids `(batch,)` for single-label."""
+        if self.config.problem_type == "single_label_classification":
+            return logits.argmax(-1)
+        thresholds = self.config.decision_thresholds or [0.5] * self.config.num_labels
+        thresholds = torch.tensor(thresholds, device=logits.device)
+        return (torch.sigmoid(logits.float()) >= thresholds).long()
+
+
+LabelAttentionConfig.register_for_auto_class()
+LabelAttentionModel.register_for_auto_class("AutoModel")
+LabelAttentionForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+__all__ = [
+    "LabelAttentionModelOutput",
+    "LabelAttentionPreTrainedModel",
+    "LabelAttentionModel",
+    "LabelAttentionForSequenceClassification",
+]

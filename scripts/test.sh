@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install into .venv (CPU torch) and run the test suite. Usage: bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q torch==2.13.0 -e ".[test]"
+exec .venv/bin/python -m pytest -q "$@"
