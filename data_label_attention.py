@@ -1,0 +1,134 @@
+"""Reading labelled documents: the folder format of `../shared/data`, or users' own JSONL / CSV files.
+
+A folder holds `train.jsonl`, `validation.jsonl`, `test.jsonl` and `labels.json`:
+- a JSONL line is `{"text": "...", "labels": ["<label name>", ...]}` (an empty list: a document with no label);
+- a CSV file has a `text` column and a `labels` column of label names separated by `;`;
+- `labels.json` is `{"task": "multi_label_classification" | "single_label_classification",
+  "labels": [{"name": ..., "description": ...}, ...]}`.
+
+Every problem is reported as a `DataError` that names the file and line.
+"""
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+TASKS = ("multi_label_classification", "single_label_classification")
+
+
+class DataError(ValueError):
+    """A problem with the user's data, located by file and line."""
+
+
+@dataclass
+class LabelSet:
+    problem_type: str
+    names: list[str]
+    descriptions: list[str]
+
+    @property
+    def is_multi_label(self) -> bool:
+        return self.problem_type == "multi_label_classification"
+
+
+def read_label_set(path) -> LabelSet:
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: labels file not found") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    if not isinstance(spec, dict) or spec.get("task") not in TASKS:
+        raise DataError(f"{path}: 'task' must be one of {TASKS}")
+    labels = spec.get("labels")
+    if not isinstance(labels, list) or not labels:
+        raise DataError(f"{path}: 'labels' must be a non-empty list")
+    names, descriptions = [], []
+    for position, label in enumerate(labels):
+        name = label.get("name") if isinstance(label, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"{path}: label #{position + 1} has no name")
+        if name in names:
+            raise DataError(f"{path}: label {name!r} is listed twice")
+        description = label.get("description")
+        if not isinstance(description, str) or not description.strip():
+            raise DataError(f"{path}: label {name!r} has no description")
+        names.append(name)
+        descriptions.append(description)
+    return LabelSet(spec["task"], names, descriptions)
+
+
+def _records(path: Path):
+    """Yield (line number, text, label names) from a JSONL or CSV file."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="") as file:
+            reader = csv.DictReader(file)
+            if reader.fieldnames is None or "text" not in reader.fieldnames:
+                raise DataError(f"{path}:1: a CSV file needs a 'text' column (and 'labels')")
+            for row in reader:
+                labels = row.get("labels") or ""
+                yield reader.line_num, row.get("text"), [name.strip() for name in labels.split(";") if name.strip()]
+        return
+    with path.open() as file:
+        for line_number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{line_number}: malformed JSON line ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{line_number}: expected a JSON object")
+            labels = record.get("labels", [])
+            if not isinstance(labels, list):
+                raise DataError(f"{path}:{line_number}: 'labels' must be a list of label names")
+            yield line_number, record.get("text"), labels
+
+
+def read_split(path, label_set: LabelSet) -> Dataset:
+    """Read one split into a `datasets.Dataset` with `text` and `labels` (multi-hot floats, or a class id)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    label_ids = {name: i for i, name in enumerate(label_set.names)}
+    texts, targets = [], []
+    for line_number, text, labels in _records(path):
+        where = f"{path}:{line_number}"
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: missing or empty 'text'")
+        unknown = [name for name in labels if name not in label_ids]
+        if unknown:
+            raise DataError(f"{where}: unknown label {unknown[0]!r}; known labels: {label_set.names}")
+        if label_set.is_multi_label:
+            target = [0.0] * len(label_ids)
+            for name in labels:
+                target[label_ids[name]] = 1.0
+        else:
+            if len(labels) != 1:
+                raise DataError(f"{where}: single-label data needs exactly one label, got {len(labels)}")
+            target = label_ids[labels[0]]
+        texts.append(text)
+        targets.append(target)
+    if not texts:
+        raise DataError(f"{path}: no documents (empty split)")
+    return Dataset.from_dict({"text": texts, "labels": targets})
+
+
+def load_splits(
+    data_dir=None, train_file=None, validation_file=None, test_file=None, labels_file=None
+) -> tuple[DatasetDict, LabelSet]:
+    """Load train / validation (/ test) splits and the label set; explicit files override `data_dir`'s."""
+    folder = Path(data_dir) if data_dir else None
+    label_set = read_label_set(labels_file or (folder / "labels.json" if folder else None))
+    files = {"train": train_file, "validation": validation_file, "test": test_file}
+    for split in files:
+        if files[split] is None and folder is not None:
+            candidate = folder / f"{split}.jsonl"
+            if candidate.exists() or split != "test":
+                files[split] = candidate
+    splits = DatasetDict({split: read_split(path, label_set) for split, path in files.items() if path is not None})
+    return splits, label_set
