@@ -128,23 +128,26 @@ class LabelAttentionConfig(PreTrainedConfig):
         if duplicates:
             raise ValueError(f"Label names must be unique; duplicated: {duplicates}.")
         if self.label_descriptions is not None:
-            if len(self.label_descriptions) != self.num_labels:
-                raise ValueError(
-                    f"Got {len(self.label_descriptions)} label descriptions for {self.num_labels} labels; "
-                    "give exactly one description per label, in id2label order."
-                )
-            for label_id, description in enumerate(self.label_descriptions):
-                if not isinstance(description, str) or not description.strip():
-                    raise ValueError(
-                        f"The description of label {label_id} ({self.id2label[label_id]!r}) is empty; "
-                        "every label needs a non-empty description."
-                    )
+            self._check_label_descriptions(self.label_descriptions)
         if self.decision_thresholds is not None:
             if self.problem_type != "multi_label_classification":
                 raise ValueError("decision_thresholds only apply to multi_label_classification.")
             if len(self.decision_thresholds) != self.num_labels:
                 raise ValueError(
                     f"Got {len(self.decision_thresholds)} decision thresholds for {self.num_labels} labels."
+                )
+
+    def _check_label_descriptions(self, label_descriptions: list[str]):
+        if len(label_descriptions) != self.num_labels:
+            raise ValueError(
+                f"Got {len(label_descriptions)} label descriptions for {self.num_labels} labels; "
+                "give exactly one description per label, in id2label order."
+            )
+        for label_id, description in enumerate(label_descriptions):
+            if not isinstance(description, str) or not description.strip():
+                raise ValueError(
+                    f"The description of label {label_id} ({self.id2label[label_id]!r}) is empty; "
+                    "every label needs a non-empty description."
                 )
 
 

@@ -101,7 +101,8 @@ class LabelAttentionPreTrainedModel(PreTrainedModel):
 
 
 def _build_encoder(encoder_config):
-    encoder = AutoModel.from_config(encoder_config)
+    # In the dtype of the layers around it, not the one the encoder's config was saved with (e.g. float16).
+    encoder = AutoModel.from_config(encoder_config, dtype=torch.get_default_dtype())
     # The pooler (BERT, RoBERTa) is never used: without it, data-parallel training sees no unused parameters.
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None
@@ -156,8 +157,9 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
         and kept fixed from then on.
         """
         if label_descriptions is not None:
-            self.config.label_descriptions = list(label_descriptions)
-            self.config._check_consistency()
+            label_descriptions = list(label_descriptions)
+            self.config._check_label_descriptions(label_descriptions)
+            self.config.label_descriptions = label_descriptions
         if self.config.label_descriptions is None:
             raise ValueError("The config has no label_descriptions to tokenise.")
         tokens = tokenizer(
@@ -278,11 +280,13 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
 
         Loads the encoder's weights and tokenizer (a local folder or a Hub id), tokenises the label descriptions
         with that tokenizer, and returns `(model, tokenizer)`: save the tokenizer beside the model so that
-        `pipeline` can load both from the same folder. `label_attention_kwargs` are any other
+        `pipeline` can load both from the same folder. The tokenizer's `model_max_length` is capped at the longest
+        input the encoder accepts, so that `truncation=True` always fits it. `label_attention_kwargs` are any other
         [`LabelAttentionConfig`] arguments (e.g. `label_attention_blocks=2`, `label_pooling="mean"`).
         """
         tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path)
-        encoder = AutoModel.from_pretrained(encoder_name_or_path)
+        # A half-precision checkpoint must not load as such: the new layers are built in the default dtype.
+        encoder = AutoModel.from_pretrained(encoder_name_or_path, dtype=torch.get_default_dtype())
         config = LabelAttentionConfig(
             encoder=encoder.config,
             id2label=dict(enumerate(label_names)),
@@ -296,6 +300,10 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
             encoder.pooler = None
         model.label_attention.encoder = encoder
         model.label_attention.set_label_descriptions(tokenizer)
+        max_length = model.label_attention.max_document_length
+        if max_length is not None and tokenizer.model_max_length > max_length:
+            # Tokenizers without a declared maximum length would not truncate to what the encoder accepts.
+            tokenizer.model_max_length = max_length
         model.train()
         return model, tokenizer
 
