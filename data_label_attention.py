@@ -11,6 +11,8 @@ Every problem is reported as a `DataError` that names the file and line.
 
 import csv
 import json
+import json.decoder
+import json.scanner
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +36,26 @@ class LabelSet:
         return self.problem_type == "multi_label_classification"
 
 
+def _parse_json_with_lines(text: str):
+    """Parse JSON; also return the line on which each JSON object starts, by `id` of the parsed dict."""
+    lines = {}
+
+    def parse_object(s_and_end, *args):
+        text, start = s_and_end
+        parsed, end = json.decoder.JSONObject(s_and_end, *args)
+        lines[id(parsed)] = text.count("\n", 0, start) + 1
+        return parsed, end
+
+    decoder = json.JSONDecoder()
+    decoder.parse_object = parse_object
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # the pure-Python scanner calls `parse_object`
+    return decoder.decode(text), lines
+
+
 def read_label_set(path) -> LabelSet:
     path = Path(path)
     try:
-        spec = json.loads(path.read_text())
+        spec, lines = _parse_json_with_lines(path.read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: labels file not found") from None
     except json.JSONDecodeError as error:
@@ -49,14 +67,17 @@ def read_label_set(path) -> LabelSet:
         raise DataError(f"{path}: 'labels' must be a non-empty list")
     names, descriptions = [], []
     for position, label in enumerate(labels):
-        name = label.get("name") if isinstance(label, dict) else None
+        if not isinstance(label, dict):
+            raise DataError(f"{path}: label #{position + 1} must be an object with a name and a description")
+        where = f"{path}:{lines[id(label)]}"
+        name = label.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise DataError(f"{path}: label #{position + 1} has no name")
+            raise DataError(f"{where}: label #{position + 1} has no name")
         if name in names:
-            raise DataError(f"{path}: label {name!r} is listed twice")
+            raise DataError(f"{where}: label {name!r} is listed twice")
         description = label.get("description")
         if not isinstance(description, str) or not description.strip():
-            raise DataError(f"{path}: label {name!r} has no description")
+            raise DataError(f"{where}: label {name!r} has no description")
         names.append(name)
         descriptions.append(description)
     return LabelSet(spec["task"], names, descriptions)
@@ -67,11 +88,11 @@ def _records(path: Path):
     if path.suffix.lower() == ".csv":
         with path.open(newline="") as file:
             reader = csv.DictReader(file)
-            if reader.fieldnames is None or "text" not in reader.fieldnames:
-                raise DataError(f"{path}:1: a CSV file needs a 'text' column (and 'labels')")
+            if reader.fieldnames is None or not {"text", "labels"} <= set(reader.fieldnames):
+                raise DataError(f"{path}:1: a CSV file needs a 'text' and a 'labels' column")
             for row in reader:
-                labels = row.get("labels") or ""
-                yield reader.line_num, row.get("text"), [name.strip() for name in labels.split(";") if name.strip()]
+                labels = row["labels"] or ""
+                yield reader.line_num, row["text"], [name.strip() for name in labels.split(";") if name.strip()]
         return
     with path.open() as file:
         for line_number, line in enumerate(file, start=1):
@@ -83,9 +104,9 @@ def _records(path: Path):
                 raise DataError(f"{path}:{line_number}: malformed JSON line ({error.msg})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{line_number}: expected a JSON object")
-            labels = record.get("labels", [])
+            labels = record.get("labels")
             if not isinstance(labels, list):
-                raise DataError(f"{path}:{line_number}: 'labels' must be a list of label names")
+                raise DataError(f"{path}:{line_number}: 'labels' must be a list of label names ([] for none)")
             yield line_number, record.get("text"), labels
 
 
