@@ -279,10 +279,10 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         """Build a classifier from a pretrained encoder, with fresh label-attention layers.
 
         Loads the encoder's weights and tokenizer (a local folder or a Hub id), tokenises the label descriptions
-        with that tokenizer, and returns `(model, tokenizer)`: save the tokenizer beside the model so that
-        `pipeline` can load both from the same folder. The tokenizer's `model_max_length` is capped at the longest
-        input the encoder accepts, so that `truncation=True` always fits it. `label_attention_kwargs` are any other
-        [`LabelAttentionConfig`] arguments (e.g. `label_attention_blocks=2`, `label_pooling="mean"`).
+        with that tokenizer, and returns `(model, tokenizer)`, the model in eval mode. Save the tokenizer beside the
+        model so that `pipeline` can load both from the same folder. The tokenizer's `model_max_length` is capped at
+        the longest input the encoder accepts, so that `truncation=True` always fits it. `label_attention_kwargs` are
+        any other [`LabelAttentionConfig`] arguments (e.g. `label_attention_blocks=2`, `label_pooling="mean"`).
         """
         tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path)
         # A half-precision checkpoint must not load as such: the new layers are built in the default dtype.
@@ -304,7 +304,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         if max_length is not None and tokenizer.model_max_length > max_length:
             # Tokenizers without a declared maximum length would not truncate to what the encoder accepts.
             tokenizer.model_max_length = max_length
-        model.train()
+        model.eval()  # as `from_pretrained` returns it; call `model.train()` to fine-tune
         return model, tokenizer
 
     def set_label_descriptions(self, tokenizer, label_descriptions: list[str] | None = None):

@@ -38,11 +38,11 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 if __package__:
     from .data_label_attention import DataError, load_splits
-    from .hub import push_to_hub, render_model_card
+    from .hub import HubPushError, check_hub_settings, push_to_hub, render_model_card
     from .modeling_label_attention import LabelAttentionForSequenceClassification
 else:  # run as a script from the repo root: use the installed package
     from label_attention.data_label_attention import DataError, load_splits
-    from label_attention.hub import push_to_hub, render_model_card
+    from label_attention.hub import HubPushError, check_hub_settings, push_to_hub, render_model_card
     from label_attention.modeling_label_attention import LabelAttentionForSequenceClassification
 
 import evaluate
@@ -331,6 +331,12 @@ def main(argv=None):
         )
         return 2
     set_seed(args.seed)
+    if args.push_to_hub:
+        try:  # a bad repo id or a missing token is reported now, not after training
+            check_hub_settings(args.hub_model_id, args.hub_token)
+        except HubPushError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
 
     try:
         splits, label_set = load_splits(
@@ -503,6 +509,7 @@ def main(argv=None):
             test_metrics=results.get("test", {}),
             validation_metrics=results["validation"],
             hyperparameters=hyperparameters_for_card(args),
+            repo_id=args.hub_model_id,
         )
         save_model_folder(
             accelerator.unwrap_model(best), tokenizer, model_dir, {"eval_results.json": results_json}, card_kwargs
@@ -510,9 +517,14 @@ def main(argv=None):
         accelerator.print(json.dumps({k: results[k] for k in results if k != "training_seconds"}, indent=2))
         accelerator.print(f"Hub-ready model folder: {model_dir}")
         if args.push_to_hub:
-            url = push_to_hub(
-                model_dir, args.hub_model_id, private=args.hub_private, revision=args.hub_revision, token=args.hub_token
-            )
+            try:
+                url = push_to_hub(
+                    model_dir, args.hub_model_id, private=args.hub_private, revision=args.hub_revision,
+                    token=args.hub_token,
+                )  # fmt: skip
+            except HubPushError as error:
+                print(f"error: {error} The model folder {model_dir} is intact.", file=sys.stderr)
+                return 1
             accelerator.print(f"Pushed to {url}")
     accelerator.end_training()
     return 0

@@ -30,6 +30,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:  # helper modules next to this file (pytest runs with --import-mode=importlib)
     sys.path.insert(0, str(TESTS_DIR))
 
+from fake_hub import FakeHub  # noqa: E402
 from synthetic_corpus import make_corpus  # noqa: E402
 
 from label_attention import LabelAttentionForSequenceClassification  # noqa: E402
@@ -812,3 +813,44 @@ def test_single_label_metric_module():
     # Per class: 1, 2/3, 2/3, and 0 for class 3 that never occurs (it still counts in the macro average).
     assert results["per_label_f1"] == pytest.approx({"0": 1.0, "1": 2 / 3, "2": 2 / 3, "3": 0.0})
     assert results["macro_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 4)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pushing at the end of a run (to a loopback stand-in of the Hub: huggingface_hub reads HF_ENDPOINT at import time,
+# so the run is a child process)
+
+
+def train_and_push(args, tmp_path, **env_overrides) -> subprocess.CompletedProcess:
+    """The script, in a child process, with no token but those given and no stored login."""
+    env = {k: v for k, v in CHILD_ENV.items() if k != "HF_TOKEN"}
+    env.update({"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf_home"), **env_overrides})
+    command = [sys.executable, REPO / "train_accelerate.py", *args, "--push-to-hub", "--hub-model-id", "test-org/kw"]
+    return subprocess.run(
+        [str(part) for part in command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_push_to_hub_uploads_exactly_the_tested_folder(tiny_encoder, small_keywords, tmp_path):
+    output_dir = tmp_path / "pushed"
+    args = keyword_args(small_keywords, tiny_encoder, output_dir, "--epochs", 1, "--batch-size", 8)
+    with FakeHub() as fake:
+        completed = train_and_push(args, tmp_path, HF_ENDPOINT=fake.url, HF_TOKEN="hf_fake_token")
+    check_child(completed)
+    assert "Pushed to" in completed.stdout
+    model_dir = output_dir / "model"
+    local_files = {p.relative_to(model_dir).as_posix(): p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+    assert len(fake.commits) == 1
+    assert fake.committed_files(fake.commits[0]) == local_files
+    assert "model.safetensors" in local_files and not [name for name in local_files if name.endswith((".bin", ".pkl"))]
+    assert "test-org/kw" in local_files["README.md"].decode()
+
+
+def test_push_without_a_token_fails_before_training(tiny_encoder, small_keywords, tmp_path):
+    output_dir = tmp_path / "not_pushed"
+    args = keyword_args(small_keywords, tiny_encoder, output_dir, "--epochs", 1)
+    started = time.time()
+    completed = train_and_push(args, tmp_path)
+    assert completed.returncode == 2
+    assert "token" in completed.stderr and "Traceback" not in completed.stderr
+    assert not (output_dir / "model").exists()
+    assert time.time() - started < 60
