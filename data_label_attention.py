@@ -83,6 +83,26 @@ def read_label_set(path) -> LabelSet:
     return LabelSet(spec["task"], names, descriptions)
 
 
+def jsonl_objects(path):
+    """Yield `(line number, object)` for every non-blank line of a JSON Lines file; a line that is not a JSON
+    object, or a file that is not UTF-8, raises a `DataError` naming the file and line."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as file:
+        try:
+            for line_number, line in enumerate(file, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise DataError(f"{path}:{line_number}: not valid JSON (malformed JSON line: {error.msg})") from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{path}:{line_number}: expected a JSON object")
+                yield line_number, record
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path}: not UTF-8 text ({error.reason})") from None
+
+
 def _records(path: Path):
     """Yield (line number, text, label names) from a JSONL or CSV file."""
     if path.suffix.lower() == ".csv":
@@ -94,20 +114,11 @@ def _records(path: Path):
                 labels = row["labels"] or ""
                 yield reader.line_num, row["text"], [name.strip() for name in labels.split(";") if name.strip()]
         return
-    with path.open() as file:
-        for line_number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{line_number}: malformed JSON line ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{line_number}: expected a JSON object")
-            labels = record.get("labels")
-            if not isinstance(labels, list):
-                raise DataError(f"{path}:{line_number}: 'labels' must be a list of label names ([] for none)")
-            yield line_number, record.get("text"), labels
+    for line_number, record in jsonl_objects(path):
+        labels = record.get("labels")
+        if not isinstance(labels, list):
+            raise DataError(f"{path}:{line_number}: 'labels' must be a list of label names ([] for none)")
+        yield line_number, record.get("text"), labels
 
 
 def read_split(path, label_set: LabelSet) -> Dataset:

@@ -47,6 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+if __package__:
+    from .data_label_attention import DataError, jsonl_objects
+else:  # run as a script from the repo root: use the installed package
+    from label_attention.data_label_attention import DataError, jsonl_objects
+
 __all__ = [
     "AttendedWord",
     "DocumentExplanation",
@@ -582,29 +587,20 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[str], list[str | None]]:
         raise ExplainError(f"{path}: no such file.")
     texts, ids = [], []
     try:
-        with open(path, encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{line_number}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ExplainError(f"{where}: not valid JSON ({err.msg} at column {err.colno}).") from None
-                if not isinstance(record, dict):
-                    raise ExplainError(f'{where}: expected a JSON object with a "text" field.')
-                if "text" not in record:
-                    raise ExplainError(f'{where}: the object has no "text" field.')
-                text = record["text"]
-                if not isinstance(text, str):
-                    raise ExplainError(f'{where}: "text" must be a string, got {type(text).__name__}.')
-                if not text.strip():
-                    raise ExplainError(f'{where}: "text" is empty.')
-                texts.append(text)
-                doc_id = record.get("id")
-                ids.append(None if doc_id is None else str(doc_id))
-    except UnicodeDecodeError as err:
-        raise ExplainError(f"{path}: not UTF-8 text ({err.reason}).") from None
+        for line_number, record in jsonl_objects(path):
+            where = f"{path}:{line_number}"
+            if "text" not in record:
+                raise ExplainError(f'{where}: the object has no "text" field.')
+            text = record["text"]
+            if not isinstance(text, str):
+                raise ExplainError(f'{where}: "text" must be a string, got {type(text).__name__}.')
+            if not text.strip():
+                raise ExplainError(f'{where}: "text" is empty.')
+            texts.append(text)
+            doc_id = record.get("id")
+            ids.append(None if doc_id is None else str(doc_id))
+    except DataError as err:
+        raise ExplainError(str(err)) from None
     if not texts:
         raise ExplainError(f"{path}: no documents.")
     return texts, ids

@@ -95,11 +95,14 @@ def main(argv=None):
         "--override", action="append", default=[], metavar="KEY=VALUE",
         help="Override a training argument for every run (e.g. max_train_samples=8 for a smoke test).",
     )  # fmt: skip
+    parser.add_argument("--seeds", help="Comma-separated seeds instead of the configs' (e.g. for a smoke test).")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.override)
     experiments = []
     for path in args.configs:
         config = {**json.loads(Path(path).read_text()), "path": path}
+        if args.seeds:
+            config["seeds"] = [int(seed) for seed in args.seeds.split(",")]
         experiments.append(compare(config, Path(args.runs_dir), overrides))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

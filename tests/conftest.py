@@ -13,7 +13,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from tiny_models import MINILM_PATH, build_tiny_model  # noqa: E402
+from tiny_models import MINILM_PATH, build_tiny_model, save_tiny_encoder  # noqa: E402
 
 # The test models are tiny: one thread is as fast, and far faster when other processes share the cores (idle
 # intra-op threads spin while waiting for a busy core).
@@ -33,3 +33,9 @@ def make_model(tokenizer):
         return build_tiny_model(tokenizer, family, seed=seed, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory):
+    """A folder holding a tiny random BERT and the bundled tokenizer, usable as `--encoder`."""
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"), dropout=0.1)

