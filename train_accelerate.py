@@ -27,10 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+import evaluate
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -45,12 +45,7 @@ else:  # run as a script from the repo root: use the installed package
     from label_attention.hub import HubPushError, check_hub_settings, push_to_hub, render_model_card
     from label_attention.modeling_label_attention import LabelAttentionForSequenceClassification
 
-import evaluate
-
-logger = get_logger(__name__)
-
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
-BUNDLED_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def default_encoder() -> str:
@@ -504,7 +499,7 @@ def main(argv=None):
         results_json = json.dumps(results, indent=2)
         (output_dir / "eval_results.json").write_text(results_json)
         card_kwargs = dict(
-            base_model=BUNDLED_ENCODER if args.encoder == default_encoder() else args.encoder,
+            base_model=args.encoder,  # the card maps the bundled folder to its Hub id and leaves other paths out
             dataset_name=Path(args.data_dir).name if args.data_dir else None,
             test_metrics=results.get("test", {}),
             validation_metrics=results["validation"],
