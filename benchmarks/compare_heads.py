@@ -2,14 +2,16 @@
 
     python benchmarks/compare_heads.py benchmarks/configs/hoc.json benchmarks/configs/mtc5.json
 
-Each config file names a data folder, the heads, the seeds and the training arguments; every head gets the same
-arguments, data and seeds. Each run is `train_accelerate.py` in its own process (checkpoint chosen and thresholds
+Each config file names a data folder, the heads, the seeds, the training arguments and a `sweep`: settings tried on
+the first seed, the one with the best validation metric kept for all seeds. Every head gets the same arguments, sweep,
+data and seeds. Each run is `train_accelerate.py` in its own process (checkpoint chosen and thresholds
 tuned on validation only); finished runs are reused, so an interrupted comparison picks up where it stopped.
 Writes `benchmarks/results/comparison.json` and `.md`: test metrics as mean and standard deviation over seeds, and
 wall time.
 """
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -24,11 +26,11 @@ MAIN_METRICS = {
 }
 
 
-def run_one(config, head, seed, runs_dir: Path, overrides: dict) -> dict:
-    output_dir = runs_dir / Path(config["path"]).stem / head / f"seed{seed}"
+def run_one(config, head, seed, runs_dir: Path, train_args: dict) -> dict:
+    setting = ",".join(f"{key}={train_args[key]}" for key in sorted(config.get("sweep", {})))
+    output_dir = runs_dir / Path(config["path"]).stem / head / (setting or "default") / f"seed{seed}"
     results_file = output_dir / "eval_results.json"
     if not results_file.exists():
-        train_args = {**config["train_args"], **overrides}
         command = [sys.executable, str(REPO / "train_accelerate.py"), "--data-dir", str(REPO / config["data_dir"])]
         command += ["--output-dir", str(output_dir), "--head", head, "--seed", str(seed)]
         for key, value in train_args.items():
@@ -49,20 +51,38 @@ def summarise(values):
     }
 
 
+def choose_on_validation(config, head, runs_dir, overrides, main_metric):
+    """Every setting of the config's `sweep` on the first seed; the one with the best validation metric wins.
+    Both heads get the same sweep, so the same tuning effort."""
+    sweep = config.get("sweep", {})
+    settings = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())] or [{}]
+    scores = []
+    for setting in settings:
+        train_args = {**config["train_args"], **setting, **overrides}
+        run = run_one(config, head, config["seeds"][0], runs_dir, train_args)
+        scores.append({"setting": setting, f"validation_{main_metric}": run["validation"][main_metric]})
+    best = max(scores, key=lambda score: score[f"validation_{main_metric}"])
+    return {**config["train_args"], **best["setting"], **overrides}, scores
+
+
 def compare(config, runs_dir, overrides):
     problem_type = json.loads((REPO / config["data_dir"] / "labels.json").read_text())["task"]
     metric_names = MAIN_METRICS[problem_type]
     rows = {}
     for head in config["heads"]:
-        runs = [run_one(config, head, seed, runs_dir, overrides) for seed in config["seeds"]]
+        train_args, sweep_scores = choose_on_validation(config, head, runs_dir, overrides, metric_names[0])
+        runs = [run_one(config, head, seed, runs_dir, train_args) for seed in config["seeds"]]
         rows[head] = {
+            "chosen": {key: train_args[key] for key in config.get("sweep", {})},
+            "sweep": sweep_scores,
             **{f"test_{name}": summarise([run["test"][name] for run in runs]) for name in metric_names},
             **{f"validation_{name}": summarise([run["validation"][name] for run in runs]) for name in metric_names},
             "wall_seconds": summarise([run.get("wall_seconds", run["training_seconds"]) for run in runs]),
             "best_epochs": [run["best_epoch"] for run in runs],
         }
     return {"experiment": Path(config["path"]).stem, "problem_type": problem_type, "metrics": metric_names,
-            "seeds": config["seeds"], "train_args": {**config["train_args"], **overrides}, "heads": rows}  # fmt: skip
+            "seeds": config["seeds"], "train_args": {**config["train_args"], **overrides},
+            "sweep": config.get("sweep", {}), "heads": rows}  # fmt: skip
 
 
 def markdown(experiments) -> str:
@@ -72,17 +92,28 @@ def markdown(experiments) -> str:
         lines += [
             f"### {experiment['experiment']} ({experiment['problem_type']}, seeds {experiment['seeds']})",
             "",
-            "| head | " + " | ".join(f"test {n}" for n in names) + " | "
+            "| head | chosen on validation | " + " | ".join(f"test {n}" for n in names) + " | "
             + " | ".join(f"validation {n}" for n in names) + " | wall time per run (s) |",
-            "|---|" + "---|" * (2 * len(names) + 1),
+            "|---|---|" + "---|" * (2 * len(names) + 1),
         ]  # fmt: skip
         for head, row in experiment["heads"].items():
+            chosen = ", ".join(f"{k}={v}" for k, v in row["chosen"].items()) or "-"
             cells = [f"{row[f'test_{n}']['mean']:.4f} ± {row[f'test_{n}']['std']:.4f}" for n in names]
             cells += [f"{row[f'validation_{n}']['mean']:.4f} ± {row[f'validation_{n}']['std']:.4f}" for n in names]
             cells.append(f"{row['wall_seconds']['mean']:.0f}")
-            lines.append(f"| {head} | " + " | ".join(cells) + " |")
+            lines.append(f"| {head} | {chosen} | " + " | ".join(cells) + " |")
         args = ", ".join(f"{k}={v}" for k, v in experiment["train_args"].items())
-        lines += ["", f"Training arguments (both heads): {args}.", ""]
+        lines += ["", f"Training arguments (both heads): {args}."]
+        if experiment["sweep"]:
+            lines.append(f"Swept on validation, seed {experiment['seeds'][0]}, the same for both heads:")
+            for head, row in experiment["heads"].items():
+                scores = "; ".join(
+                    ", ".join(f"{k}={v}" for k, v in score["setting"].items())
+                    + f": {next(value for key, value in score.items() if key != 'setting'):.4f}"
+                    for score in row["sweep"]
+                )
+                lines.append(f"- {head} (validation {names[0]}): {scores}")
+        lines.append("")
     return "\n".join(lines)
 
 
