@@ -136,7 +136,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--num-labels", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=5, help="Timed steps per measurement.")
+    parser.add_argument("--steps", type=int, default=10, help="Timed steps per measurement.")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--label-counts", default="10,100,1000,5000")
     parser.add_argument("--lengths", default="128,256,512")
