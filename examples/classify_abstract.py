@@ -2,7 +2,7 @@
 
     python examples/classify_abstract.py outputs/hoc/model ["abstract text"]
 
-Without a text, it classifies the first abstract of ../shared/data/hoc/test.jsonl.
+Without a text, it classifies the first labelled abstract of ../shared/data/hoc/test.jsonl.
 """
 
 import json
@@ -23,10 +23,11 @@ def main(argv=None):
     if len(argv) > 1:
         text, gold = argv[1], None
     else:
-        record = json.loads(HOC_TEST.open().readline())
+        records = (json.loads(line) for line in HOC_TEST.open())
+        record = next(record for record in records if record["labels"])
         text, gold = record["text"], record["labels"]
     classifier = pipeline("text-classification", model=model_dir, trust_remote_code=True, top_k=None)
-    scores = classifier(text, truncation=True)
+    scores = classifier([text], truncation=True)[0]  # every label with its score
     print(f"Abstract: {text[:300]}{'...' if len(text) > 300 else ''}")
     if gold is not None:
         print(f"Gold labels: {gold}")

@@ -31,21 +31,23 @@ FAMILIES = ["bert", "roberta", "distilbert", "deberta-v2", "electra"]
 ABSOLUTE_POSITION_FAMILIES = ["bert", "roberta", "distilbert", "electra"]
 
 
+TINY_SHAPE = dict(
+    vocab_size=VOCAB_SIZE,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=MAX_POSITIONS,
+)
+
+
 def tiny_encoder_config(family: str):
     """A tiny, randomly initialisable encoder config of `family`."""
-    common = dict(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=MAX_POSITIONS,
-    )
     if family == "bert":
-        return BertConfig(**common)
+        return BertConfig(**TINY_SHAPE)
     if family == "roberta":
         # RoBERTa numbers positions from pad_token_id + 1; pad_token_id=0 matches the BERT tokenizer's [PAD].
-        return RobertaConfig(**{**common, "max_position_embeddings": MAX_POSITIONS + 1}, pad_token_id=0)
+        return RobertaConfig(**{**TINY_SHAPE, "max_position_embeddings": MAX_POSITIONS + 1}, pad_token_id=0)
     if family == "distilbert":
         return DistilBertConfig(
             vocab_size=VOCAB_SIZE, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=MAX_POSITIONS
@@ -53,7 +55,7 @@ def tiny_encoder_config(family: str):
     if family == "deberta-v2":
         # DeBERTa-v3 style: relative positions only, no absolute position embeddings.
         return DebertaV2Config(
-            **common,
+            **TINY_SHAPE,
             relative_attention=True,
             position_biased_input=False,
             pos_att_type=["p2c", "c2p"],
@@ -62,7 +64,7 @@ def tiny_encoder_config(family: str):
         )
     if family == "electra":
         # A smaller embedding size than hidden size, as in ELECTRA checkpoints (exercises embeddings_project).
-        return ElectraConfig(**common, embedding_size=16)
+        return ElectraConfig(**TINY_SHAPE, embedding_size=16)
     raise ValueError(f"unknown family {family!r}")
 
 
@@ -93,12 +95,7 @@ def encode(tokenizer, texts, **kwargs):
 def save_tiny_encoder(folder, dropout: float = 0.1):
     """A tiny random BERT saved like a pretrained encoder (128 positions), with the bundled tokenizer."""
     config = BertConfig(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
+        **{**TINY_SHAPE, "intermediate_size": 64, "max_position_embeddings": 128},
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
     )
