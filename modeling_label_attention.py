@@ -100,13 +100,16 @@ class LabelAttentionPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.fixed_label_embeddings)
 
 
-def _build_encoder(encoder_config):
-    # In the dtype of the layers around it, not the one the encoder's config was saved with (e.g. float16).
-    encoder = AutoModel.from_config(encoder_config, dtype=torch.get_default_dtype())
+def _without_pooler(encoder):
     # The pooler (BERT, RoBERTa) is never used: without it, data-parallel training sees no unused parameters.
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None
     return encoder
+
+
+def _build_encoder(encoder_config):
+    # In the dtype of the layers around it, not the one the encoder's config was saved with (e.g. float16).
+    return _without_pooler(AutoModel.from_config(encoder_config, dtype=torch.get_default_dtype()))
 
 
 def _max_positions(encoder) -> int | None:
@@ -296,9 +299,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
             **label_attention_kwargs,
         )
         model = cls(config)
-        if getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None
-        model.label_attention.encoder = encoder
+        model.label_attention.encoder = _without_pooler(encoder)
         model.label_attention.set_label_descriptions(tokenizer)
         max_length = model.label_attention.max_document_length
         if max_length is not None and tokenizer.model_max_length > max_length:
