@@ -6,10 +6,12 @@ A folder holds `train.jsonl`, `validation.jsonl`, `test.jsonl` and `labels.json`
 - `labels.json` is `{"task": "multi_label_classification" | "single_label_classification",
   "labels": [{"name": ..., "description": ...}, ...]}`.
 
-Every problem is reported as a `DataError` that names the file and line.
+Files are UTF-8, with or without a byte-order mark. Every problem is reported as a `DataError` that names the file
+and line.
 """
 
 import csv
+import io
 import json
 import json.decoder
 import json.scanner
@@ -52,10 +54,23 @@ def _parse_json_with_lines(text: str):
     return decoder.decode(text), lines
 
 
+def _read_text(path) -> str:
+    """The text of a UTF-8 file; a byte-order mark (written by some editors and spreadsheets) is dropped. A file that
+    is not UTF-8 raises a `DataError` naming the line of the first byte that is not."""
+    try:
+        return Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        data = error.object  # the bytes after the byte-order mark, which `error.start` counts from
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x}): save the file as UTF-8"
+        ) from None
+
+
 def read_label_set(path) -> LabelSet:
     path = Path(path)
     try:
-        spec, lines = _parse_json_with_lines(path.read_text())
+        spec, lines = _parse_json_with_lines(_read_text(path))
     except FileNotFoundError:
         raise DataError(f"{path}: labels file not found") from None
     except json.JSONDecodeError as error:
@@ -87,37 +102,35 @@ def jsonl_objects(path):
     """Yield `(line number, object)` for every non-blank line of a JSON Lines file; a line that is not a JSON
     object, or a file that is not UTF-8, raises a `DataError` naming the file and line."""
     path = Path(path)
-    with path.open(encoding="utf-8") as file:
+    for line_number, line in enumerate(io.StringIO(_read_text(path)), start=1):
+        if not line.strip():
+            continue
         try:
-            for line_number, line in enumerate(file, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(f"{path}:{line_number}: not valid JSON (malformed JSON line: {error.msg})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}:{line_number}: expected a JSON object")
-                yield line_number, record
-        except UnicodeDecodeError as error:
-            raise DataError(f"{path}: not UTF-8 text ({error.reason})") from None
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{line_number}: not valid JSON (malformed JSON line: {error.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{line_number}: expected a JSON object")
+        yield line_number, record
 
 
 def _records(path: Path):
     """Yield (line number, text, label names) from a JSONL or CSV file."""
     if path.suffix.lower() == ".csv":
-        with path.open(newline="") as file:
-            reader = csv.DictReader(file)
-            if reader.fieldnames is None or not {"text", "labels"} <= set(reader.fieldnames):
-                raise DataError(f"{path}:1: a CSV file needs a 'text' and a 'labels' column")
-            for row in reader:
-                labels = row["labels"] or ""
-                yield reader.line_num, row["text"], [name.strip() for name in labels.split(";") if name.strip()]
+        reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+        if reader.fieldnames is None or not {"text", "labels"} <= set(reader.fieldnames):
+            raise DataError(f"{path}:1: a CSV file needs a 'text' and a 'labels' column")
+        for row in reader:
+            labels = row["labels"] or ""
+            yield reader.line_num, row["text"], [name.strip() for name in labels.split(";") if name.strip()]
         return
     for line_number, record in jsonl_objects(path):
         labels = record.get("labels")
-        if not isinstance(labels, list):
-            raise DataError(f"{path}:{line_number}: 'labels' must be a list of label names ([] for none)")
+        if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+            raise DataError(
+                f"{path}:{line_number}: 'labels' must be a list of label names, e.g. [\"a\", \"b\"] ([] for none); "
+                f"got {json.dumps(labels)}"
+            )
         yield line_number, record.get("text"), labels
 
 

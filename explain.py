@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 if __package__:
     from .data_label_attention import DataError, jsonl_objects
@@ -157,6 +158,12 @@ def load(model_name_or_path: str | os.PathLike, device: str | torch.device = "cp
     try:
         model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    except SafetensorError as err:  # its message names no file
+        weights = os.path.join(name, "model.safetensors")
+        weights = weights if os.path.isfile(weights) else f"The safetensors weights of {name!r}"
+        raise ExplainError(
+            f"{weights} cannot be read ({err}): the file is damaged or cut short; save or download the model again."
+        ) from err
     except (OSError, ValueError, KeyError) as err:
         where = "folder" if os.path.isdir(name) else "folder here, nor as a Hub repo id"
         raise ExplainError(f"Cannot load a model and tokenizer from {name!r} (as a {where}): {err}") from err
@@ -630,6 +637,17 @@ def _heatmap_paths(path: str, count: int) -> list[Path]:
     return [path.with_name(f"{path.stem}-{number}{suffix}") for number in range(1, count + 1)]
 
 
+def _check_output_path(option: str, path: str):
+    """Refuse an output file that cannot be written before the model runs, not after."""
+    if Path(path).is_dir():
+        raise ExplainError(f"{option} {path} is a folder: give a file name in it.")
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ExplainError(
+            f"{option} {path}: the folder {folder} does not exist (No such file or directory); create it first."
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="label-attention-explain",
@@ -670,6 +688,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_length < 3:
         parser.error("--max-length must be at least 3")
     try:
+        for option, path in (("--output", args.output), ("--heatmap", args.heatmap)):
+            if path:
+                _check_output_path(option, path)
         if args.input:
             texts, ids = read_jsonl(args.input)
         else:

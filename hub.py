@@ -31,7 +31,6 @@ import math
 import numbers
 import os
 import re
-import struct
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -103,7 +102,8 @@ def render_model_card(
     model_dir = Path(model_dir)
     config = _read_config(model_dir)
     is_label_attention = config.get("model_type") == "label_attention"
-    encoder_config = config.get("encoder") if is_label_attention else config
+    # Label attention and the mean-pooling baseline nest the encoder's config; transformers' own heads are it.
+    encoder_config = config.get("encoder") if isinstance(config.get("encoder"), dict) else config
     encoder_config = encoder_config if isinstance(encoder_config, dict) else {}
     encoder_type = encoder_config.get("model_type") or "unknown"
 
@@ -197,6 +197,7 @@ def render_model_card(
         dataset_id=dataset_id,
         dataset_display=dataset_display,
         is_label_attention=is_label_attention,
+        remote_code="auto_map" in config,  # custom classes (label attention, the mean-pooling baseline) load so
         multi_label=multi_label,
         num_labels=len(labels),
         labels=label_rows,
@@ -510,17 +511,16 @@ def check_model_folder(model_dir: str | os.PathLike, files: Iterable[str] | None
 
 
 def _safetensors_problems(model_dir: Path, name: str) -> list[str]:
-    """Reads only the safetensors header: is it a safetensors file at all?"""
+    """Reads the whole file, tensor by tensor: a file cut short (an interrupted copy or save) is caught here, not by
+    whoever downloads it."""
+    from safetensors import SafetensorError, safe_open
+
     try:
-        with open(model_dir / name, "rb") as handle:
-            (header_size,) = struct.unpack("<Q", handle.read(8))
-            if header_size > 100_000_000:
-                raise ValueError("header too large")
-            header = json.loads(handle.read(header_size))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-    except (OSError, ValueError, struct.error) as err:
-        return [f"{name} is not a valid safetensors file ({err})"]
+        with safe_open(model_dir / name, framework="pt") as weights:
+            for key in weights.keys():
+                weights.get_tensor(key)
+    except (OSError, SafetensorError) as err:
+        return [f"{name} is not a valid safetensors file ({err}): it is damaged or cut short; save the model again"]
     return []
 
 

@@ -100,6 +100,19 @@ class LabelAttentionPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.fixed_label_embeddings)
 
 
+def mean_pool(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token states over the non-padding positions: `(batch, seq, hidden)` -> `(batch, hidden)`."""
+    weights = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str) -> torch.Tensor:
+    """Binary cross-entropy per label (multi-label) or cross-entropy over the labels (single-label), in fp32."""
+    if problem_type == "multi_label_classification":
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    return nn.functional.cross_entropy(logits.float(), labels)
+
+
 def _without_pooler(encoder):
     # The pooler (BERT, RoBERTa) is never used: without it, data-parallel training sees no unused parameters.
     if getattr(encoder, "pooler", None) is not None:
@@ -194,8 +207,7 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
         states = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
         if self.config.label_pooling == "first":
             return states[:, 0]
-        weights = mask.unsqueeze(-1).to(states.dtype)
-        return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return mean_pool(states, mask)
 
     def label_embeddings(self) -> torch.Tensor:
         """Label embeddings for this forward pass: re-encoded while training, cached otherwise."""
@@ -213,6 +225,18 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
             raise ValueError("input_ids are required.")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch_size, sequence_length), got {tuple(input_ids.shape)}.")
+        if input_ids.numel() == 0:
+            raise ValueError(
+                f"input_ids are empty (shape {tuple(input_ids.shape)}): pass at least one document of at least one "
+                "token."
+            )
+        vocab_size = self.get_input_embeddings().num_embeddings
+        # One check (one device sync) here instead of an IndexError, or a CUDA device-side assert, in the embedding.
+        if ((input_ids < 0) | (input_ids >= vocab_size)).any():
+            raise ValueError(
+                f"input_ids must be token ids in [0, {vocab_size}), the encoder's vocabulary; got ids from "
+                f"{int(input_ids.min())} to {int(input_ids.max())}. Tokenise with the model's own tokenizer."
+            )
         if self.max_document_length is not None and input_ids.shape[1] > self.max_document_length:
             raise ValueError(
                 f"The input has {input_ids.shape[1]} tokens but the encoder accepts at most "
@@ -360,10 +384,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         loss = None
         if labels is not None:
             self._check_labels(labels, logits)
-            if self.config.problem_type == "multi_label_classification":
-                loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
-            else:
-                loss = nn.functional.cross_entropy(logits.float(), labels)
+            loss = classification_loss(logits, labels, self.config.problem_type)
 
         if not return_dict:
             output = (logits,) + ((outputs.attentions,) if outputs.attentions is not None else ())

