@@ -1,88 +1,207 @@
-"""Reproduce the paper's comparison: label attention against vanilla fine-tuning of the same encoder.
+"""Label attention against vanilla fine-tuning of the same encoder: the [CLS] + linear and the mean-pooling baselines.
 
-    python benchmarks/compare_heads.py benchmarks/configs/hoc.json benchmarks/configs/mtc5.json
+    python benchmarks/compare_heads.py benchmarks/configs/hoc.json benchmarks/configs/mtc5.json [--jobs N]
 
-Each config file names a data folder, the heads, the seeds, the training arguments and a `sweep`: settings tried on
-the first seed, the one with the best validation metric kept for all seeds. Every head gets the same arguments, sweep,
-data and seeds. Each run is `train_accelerate.py` in its own process (checkpoint chosen and thresholds
-tuned on validation only); finished runs are reused, so an interrupted comparison picks up where it stopped.
-Writes `benchmarks/results/comparison.json` and `.md`: test metrics as mean and standard deviation over seeds, and
-wall time.
+Each config file names a data folder, the heads, the seeds, the training arguments, a `sweep` (settings tried on the
+first seed, the one with the best validation metric kept for all seeds: every head gets the same sweep, so the same
+tuning effort) and optional `ablations` (changes to label attention's chosen recipe, run on the first seed and
+reported, never adopted by this comparison). Each run is `train_accelerate.py` in its own process: the epoch kept is
+chosen on validation; test metrics are never used for a choice.
+
+Every finished run leaves its record under `benchmarks/results/runs/` (`eval_results.json`, `train_log.jsonl`,
+`predictions.npz`): commit them, and an interrupted comparison resumes without redoing finished runs. Writes
+`<output>.json`, `<output>.md` and `<output>.png` (learning curves): test metrics as mean and standard deviation over
+seeds, per-seed paired differences between label attention and each baseline, and the evidence for the decision rule.
 """
 
 import argparse
 import itertools
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+RECORD_FILES = ("eval_results.json", "train_log.jsonl", "predictions.npz")
 MAIN_METRICS = {
     "multi_label_classification": ("micro_f1", "macro_f1"),
     "single_label_classification": ("accuracy", "macro_f1"),
 }
+LABEL_ATTENTION = "label-attention"
 
 
-def run_one(config, head, seed, runs_dir: Path, train_args: dict) -> dict:
-    setting = ",".join(f"{key}={train_args[key]}" for key in sorted(config.get("sweep", {})))
-    output_dir = runs_dir / Path(config["path"]).stem / head / (setting or "default") / f"seed{seed}"
-    results_file = output_dir / "eval_results.json"
-    if not results_file.exists():
+def machine() -> str:
+    """What a run ran on: the GPU if there is one, else the CPU model (timings and bf16 depend on it)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    model = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")]  # fmt: skip
+    return f"{model[0] if model else 'CPU'} ({os.cpu_count()} cores)"
+
+
+def setting_name(setting: dict) -> str:
+    return ",".join(f"{key}={setting[key]}" for key in sorted(setting)) or "default"
+
+
+class Runner:
+    """Runs `train_accelerate.py` for (experiment, head, setting, seed), `jobs` at a time, keeping each run's record."""
+
+    def __init__(self, records_dir, runs_dir, jobs: int, overrides: dict, keep_models: bool, train: bool = True):
+        self.records_dir, self.runs_dir, self.jobs = records_dir, runs_dir, jobs
+        self.overrides, self.keep_models, self.train = overrides, keep_models, train
+        self.pool = ThreadPoolExecutor(jobs)
+
+    def record_dir(self, config, head, setting, seed) -> Path:
+        return self.records_dir / config["name"] / head / setting_name(setting) / f"seed{seed}"
+
+    def run(self, config, head, setting, seed) -> dict | None:
+        """The run's record, trained first if missing (with `train=False`: None if missing)."""
+        record = self.record_dir(config, head, setting, seed)
+        if not (record / "eval_results.json").exists():
+            if not self.train:
+                return None
+            self._train(config, head, setting, seed, record)
+        results = json.loads((record / "eval_results.json").read_text())
+        log = [json.loads(line) for line in (record / "train_log.jsonl").read_text().splitlines() if line.strip()]
+        return {**results, "log": log, "record": record, "seed": seed}
+
+    def _train(self, config, head, setting, seed, record: Path):
+        output_dir = self.runs_dir / record.relative_to(self.records_dir)
+        shutil.rmtree(output_dir, ignore_errors=True)
+        output_dir.mkdir(parents=True)
+        train_args = {**config["train_args"], **setting, **self.overrides}
         command = [sys.executable, str(REPO / "train_accelerate.py"), "--data-dir", str(REPO / config["data_dir"])]
         command += ["--output-dir", str(output_dir), "--head", head, "--seed", str(seed)]
         for key, value in train_args.items():
-            command += [f"--{key.replace('_', '-')}", str(value)]
+            flag = f"--{key.replace('_', '-')}"
+            command += [flag] if value is True else [] if value is False else [flag, str(value)]
+        # Parallel runs share the cores: each gets its part, so that none oversubscribes them.
+        threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
         started = time.time()
-        subprocess.run(command, check=True, cwd=REPO)
-        results = json.loads(results_file.read_text())
+        with (output_dir / "run.log").open("w") as log:
+            finished = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if finished.returncode != 0:
+            tail = (output_dir / "run.log").read_text()[-3000:]
+            raise RuntimeError(f"run failed ({finished.returncode}): {' '.join(command)}\n{tail}")
+        results = json.loads((output_dir / "eval_results.json").read_text())
         results["wall_seconds"] = round(time.time() - started, 1)
-        results_file.write_text(json.dumps(results, indent=2))
-    return json.loads(results_file.read_text())
+        results["train_args"] = train_args
+        results["device"] = machine()
+        staging = record.with_name(record.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        (staging / "eval_results.json").write_text(json.dumps(results, indent=2))
+        for name in RECORD_FILES[1:]:
+            shutil.copy(output_dir / name, staging / name)
+        staging.rename(record)  # a record is whole or absent
+        if not self.keep_models:
+            shutil.rmtree(output_dir)
+        print(f"done {record.relative_to(self.records_dir)} in {results['wall_seconds']:.0f} s", flush=True)
+
+    def run_all(self, jobs: list[tuple]) -> list[dict]:
+        return list(self.pool.map(lambda job: self.run(*job), jobs))
+
+
+def sweep_settings(config) -> list[dict]:
+    sweep = config.get("sweep", {})
+    return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())] or [{}]
 
 
 def summarise(values):
-    return {
-        "mean": statistics.mean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "values": values,
-    }
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}  # fmt: skip
 
 
-def choose_on_validation(config, head, runs_dir, overrides, main_metric):
-    """Every setting of the config's `sweep` on the first seed; the one with the best validation metric wins.
-    Both heads get the same sweep, so the same tuning effort."""
-    sweep = config.get("sweep", {})
-    settings = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())] or [{}]
-    scores = []
-    for setting in settings:
-        train_args = {**config["train_args"], **setting, **overrides}
-        run = run_one(config, head, config["seeds"][0], runs_dir, train_args)
-        scores.append({"setting": setting, f"validation_{main_metric}": run["validation"][main_metric]})
-    best = max(scores, key=lambda score: score[f"validation_{main_metric}"])
-    return {**config["train_args"], **best["setting"], **overrides}, scores
+def cross_fitted_threshold_gain(runs, split_seed=0) -> dict:
+    """Is tuning one threshold per label on validation better than 0.5? Asked of validation alone: tune on one half,
+    score on the other (both ways, per run); returns held-out micro-F1 with tuned thresholds and with 0.5."""
+    from label_attention.train_accelerate import tune_thresholds  # the rule the training script applies
+
+    def micro_f1(predicted, gold):
+        return 2 * (predicted & gold).sum() / max(predicted.sum() + gold.sum(), 1)
+
+    tuned, fixed = [], []
+    for run in runs:
+        with np.load(run["record"] / "predictions.npz") as predictions:
+            probabilities = 1 / (1 + np.exp(-predictions["validation_logits"]))
+            gold = predictions["validation_references"].astype(bool)
+        order = np.random.default_rng(split_seed).permutation(len(gold))
+        halves = np.array_split(order, 2)
+        for tune_on, score_on in (halves, halves[::-1]):
+            thresholds = np.asarray(tune_thresholds(probabilities[tune_on], gold[tune_on]))
+            tuned.append(micro_f1(probabilities[score_on] >= thresholds, gold[score_on]))
+            fixed.append(micro_f1(probabilities[score_on] >= 0.5, gold[score_on]))
+    return {"held_out_micro_f1_tuned": float(np.mean(tuned)), "held_out_micro_f1_at_0.5": float(np.mean(fixed))}
 
 
-def compare(config, runs_dir, overrides):
-    problem_type = json.loads((REPO / config["data_dir"] / "labels.json").read_text())["task"]
-    metric_names = MAIN_METRICS[problem_type]
-    rows = {}
+def compare(config, runner: Runner, chosen: dict) -> dict:
+    metric_names = MAIN_METRICS[config["problem_type"]]
+    rows, per_seed = {}, {}
     for head in config["heads"]:
-        train_args, sweep_scores = choose_on_validation(config, head, runs_dir, overrides, metric_names[0])
-        runs = [run_one(config, head, seed, runs_dir, train_args) for seed in config["seeds"]]
+        if chosen[head] is None:
+            continue  # --no-train, and not one run of this head yet
+        runs = [runner.run(config, head, chosen[head]["setting"], seed) for seed in config["seeds"]]
+        runs = [run for run in runs if run is not None]  # all of them, unless --no-train left some out
+        per_seed[head] = {run["seed"]: run for run in runs}
         rows[head] = {
-            "chosen": {key: train_args[key] for key in config.get("sweep", {})},
-            "sweep": sweep_scores,
+            "chosen": chosen[head]["setting"],
+            "seeds": [run["seed"] for run in runs],
+            "sweep": chosen[head]["sweep"],
             **{f"test_{name}": summarise([run["test"][name] for run in runs]) for name in metric_names},
             **{f"validation_{name}": summarise([run["validation"][name] for run in runs]) for name in metric_names},
-            "wall_seconds": summarise([run.get("wall_seconds", run["training_seconds"]) for run in runs]),
+            "wall_seconds": summarise([run["wall_seconds"] for run in runs]),
+            "devices": sorted({run.get("device", "unknown") for run in runs}),
             "best_epochs": [run["best_epoch"] for run in runs],
+            "learning_curves": [[record["validation"][metric_names[0]] for record in run["log"]] for run in runs],
         }
-    return {"experiment": Path(config["path"]).stem, "problem_type": problem_type, "metrics": metric_names,
-            "seeds": config["seeds"], "train_args": {**config["train_args"], **overrides},
-            "sweep": config.get("sweep", {}), "heads": rows}  # fmt: skip
+        if config["problem_type"] == "multi_label_classification":
+            rows[head]["thresholds"] = cross_fitted_threshold_gain(runs)
+    paired = {}
+    if LABEL_ATTENTION in per_seed:
+        for head in per_seed:
+            if head == LABEL_ATTENTION:
+                continue
+            paired[head] = {}
+            for name in metric_names:
+                seeds = sorted(per_seed[LABEL_ATTENTION].keys() & per_seed[head].keys())
+                differences = [per_seed[LABEL_ATTENTION][seed]["test"][name] - per_seed[head][seed]["test"][name]
+                               for seed in seeds]  # fmt: skip
+                if differences:
+                    paired[head][name] = {**summarise(differences), "wins": sum(d > 0 for d in differences),
+                                          "seeds": seeds}  # fmt: skip
+    ablations = []
+    base = (chosen.get(LABEL_ATTENTION) or {}).get("setting", {})
+    for change in config.get("ablations", []):
+        run = runner.run(config, LABEL_ATTENTION, {**base, **change}, config["seeds"][0])
+        if run is None:
+            continue
+        ablations.append({"change": change, "validation": run["validation"][metric_names[0]],
+                          "test": run["test"][metric_names[0]], "best_epoch": run["best_epoch"]})  # fmt: skip
+    return {"experiment": config["name"], "description": config.get("description", ""),
+            "problem_type": config["problem_type"], "metrics": metric_names, "seeds": config["seeds"],
+            "train_args": {**config["train_args"], **runner.overrides}, "sweep": config.get("sweep", {}),
+            "heads": rows, "paired_differences": paired, "ablations": ablations}  # fmt: skip
+
+
+def choose(config, head, sweep) -> dict | None:
+    """The sweep setting with the best validation metric on the first seed (None: no sweep run has a record)."""
+    main = MAIN_METRICS[config["problem_type"]][0]
+    scores = [{"setting": setting, f"validation_{main}": run["validation"][main]} for setting, run in sweep if run]
+    if not scores:
+        return None
+    best = max(scores, key=lambda score: score[f"validation_{main}"])
+    return {"setting": best["setting"], "sweep": scores}
 
 
 def markdown(experiments) -> str:
@@ -90,38 +209,96 @@ def markdown(experiments) -> str:
     for experiment in experiments:
         names = experiment["metrics"]
         lines += [
-            f"### {experiment['experiment']} ({experiment['problem_type']}, seeds {experiment['seeds']})",
-            "",
+            f"### {experiment['experiment']} ({experiment['problem_type']}, seeds {experiment['seeds']})", "",
+            experiment["description"], "",
             "| head | chosen on validation | " + " | ".join(f"test {n}" for n in names) + " | "
-            + " | ".join(f"validation {n}" for n in names) + " | wall time per run (s) |",
-            "|---|---|" + "---|" * (2 * len(names) + 1),
+            + " | ".join(f"validation {n}" for n in names) + " | seeds | best epochs | wall time per run (s) | ran on |",
+            "|---|---|" + "---|" * (2 * len(names) + 4),
         ]  # fmt: skip
         for head, row in experiment["heads"].items():
             chosen = ", ".join(f"{k}={v}" for k, v in row["chosen"].items()) or "-"
             cells = [f"{row[f'test_{n}']['mean']:.4f} ± {row[f'test_{n}']['std']:.4f}" for n in names]
             cells += [f"{row[f'validation_{n}']['mean']:.4f} ± {row[f'validation_{n}']['std']:.4f}" for n in names]
-            cells.append(f"{row['wall_seconds']['mean']:.0f}")
+            cells += [" ".join(map(str, row["seeds"])), " ".join(map(str, row["best_epochs"])),
+                      f"{row['wall_seconds']['mean']:.0f}", ", ".join(row["devices"])]  # fmt: skip
             lines.append(f"| {head} | {chosen} | " + " | ".join(cells) + " |")
+        if experiment["paired_differences"]:
+            lines += ["", "Paired differences on test, label attention minus baseline, per seed (mean ± std; "
+                      "seeds where label attention is ahead):", ""]  # fmt: skip
+            for head, differences in experiment["paired_differences"].items():
+                cells = [f"{n} {d['mean']:+.4f} ± {d['std']:.4f} ({d['wins']}/{len(d['values'])})"
+                         for n, d in differences.items()]  # fmt: skip
+                seeds = next(iter(differences.values()))["seeds"] if differences else []
+                lines.append(f"- vs {head} (seeds {seeds}): " + "; ".join(cells))
         args = ", ".join(f"{k}={v}" for k, v in experiment["train_args"].items())
-        lines += ["", f"Training arguments (both heads): {args}."]
+        lines += ["", f"Training arguments (every head): {args}."]
         if experiment["sweep"]:
-            lines.append(f"Swept on validation, seed {experiment['seeds'][0]}, the same for both heads:")
+            lines.append(f"Swept on validation, seed {experiment['seeds'][0]}, the same grid for every head:")
             for head, row in experiment["heads"].items():
                 scores = "; ".join(
-                    ", ".join(f"{k}={v}" for k, v in score["setting"].items())
+                    (", ".join(f"{k}={v}" for k, v in score["setting"].items()) or "-")
                     + f": {next(value for key, value in score.items() if key != 'setting'):.4f}"
                     for score in row["sweep"]
                 )
                 lines.append(f"- {head} (validation {names[0]}): {scores}")
+        thresholds = {head: row["thresholds"] for head, row in experiment["heads"].items() if "thresholds" in row}
+        if thresholds:
+            lines += ["", "Decision rule, asked of validation alone (thresholds tuned on one half of validation, "
+                      "scored on the other, both ways, every seed): held-out micro-F1 tuned / at 0.5:"]  # fmt: skip
+            lines += [f"- {head}: {t['held_out_micro_f1_tuned']:.4f} / {t['held_out_micro_f1_at_0.5']:.4f}"
+                      for head, t in thresholds.items()]  # fmt: skip
+        if experiment["ablations"]:
+            lines += ["", f"Label-attention ablations on its chosen recipe, seed {experiment['seeds'][0]} "
+                      f"(reported, not adopted), {names[0]}:", "", "| change | validation | test | best epoch |",
+                      "|---|---|---|---|"]  # fmt: skip
+            for ablation in experiment["ablations"]:
+                change = ", ".join(f"{k}={v}" for k, v in ablation["change"].items())
+                lines.append(f"| {change} | {ablation['validation']:.4f} | {ablation['test']:.4f} | "
+                             f"{ablation['best_epoch']} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
+
+
+def plot_learning_curves(experiments, path: Path):
+    """Validation metric per epoch, each head: mean over seeds, shaded ± one standard deviation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(experiments), figsize=(5.5 * len(experiments), 4), squeeze=False)
+    for axis, experiment in zip(axes[0], experiments):
+        for head, row in experiment["heads"].items():
+            length = max(len(curve) for curve in row["learning_curves"])
+            # Early-stopped runs are shorter: each epoch is averaged over the seeds that reached it.
+            epochs = [[curve[e] for curve in row["learning_curves"] if e < len(curve)] for e in range(length)]
+            mean = np.array([np.mean(values) for values in epochs])
+            std = np.array([np.std(values) for values in epochs])
+            x = np.arange(1, length + 1)
+            axis.plot(x, mean, marker="o", markersize=3, label=head)
+            axis.fill_between(x, mean - std, mean + std, alpha=0.2)
+        axis.set_title(experiment["experiment"])
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(f"validation {experiment['metrics'][0]}")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("configs", nargs="+", help="Experiment config files (JSON).")
-    parser.add_argument("--runs-dir", default=str(REPO / "benchmarks" / "runs"))
-    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "comparison"))
+    parser.add_argument("--records-dir", default=str(RESULTS / "runs"), help="Each finished run's record (commit it).")
+    parser.add_argument("--runs-dir", default=str(REPO / "benchmarks" / "runs"), help="Model folders (not kept).")
+    parser.add_argument("--output", default=str(RESULTS / "comparison"), help="Path of the summary, no suffix.")
+    parser.add_argument("--jobs", type=int, default=1, help="Runs at a time (e.g. several on one GPU).")
+    parser.add_argument("--keep-models", action="store_true", help="Keep each run's model folder in --runs-dir.")
+    parser.add_argument(
+        "--no-train", action="store_true",
+        help="Summarise the records there are; train nothing (a comparison still missing runs says which seeds it has).",
+    )  # fmt: skip
     parser.add_argument(
         "--override", action="append", default=[], metavar="KEY=VALUE",
         help="Override a training argument for every run (e.g. max_train_samples=8 for a smoke test).",
@@ -129,19 +306,45 @@ def main(argv=None):
     parser.add_argument("--seeds", help="Comma-separated seeds instead of the configs' (e.g. for a smoke test).")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.override)
-    experiments = []
+    runner = Runner(Path(args.records_dir), Path(args.runs_dir), args.jobs, overrides, args.keep_models, not args.no_train)
+    configs = []
     for path in args.configs:
-        config = {**json.loads(Path(path).read_text()), "path": path}
+        config = {**json.loads(Path(path).read_text()), "name": Path(path).stem}
+        config["problem_type"] = json.loads((REPO / config["data_dir"] / "labels.json").read_text())["task"]
         if args.seeds:
             config["seeds"] = [int(seed) for seed in args.seeds.split(",")]
-        experiments.append(compare(config, Path(args.runs_dir), overrides))
+        configs.append(config)
+
+    # Each (config, head) is a chain, sweep -> choice -> seeds -> ablations; the chains share one pool of `--jobs`.
+    def chain(config, head):
+        sweep = runner.run_all([(config, head, setting, config["seeds"][0]) for setting in sweep_settings(config)])
+        chosen = choose(config, head, zip(sweep_settings(config), sweep))
+        if chosen is None:
+            return None
+        later = [(config, head, chosen["setting"], seed) for seed in config["seeds"][1:]]
+        if head == LABEL_ATTENTION:
+            later += [(config, head, {**chosen["setting"], **change}, config["seeds"][0])
+                      for change in config.get("ablations", [])]  # fmt: skip
+        runner.run_all(later)
+        return chosen
+
+    chains = [(config, head) for config in configs for head in config["heads"]]
+    with ThreadPoolExecutor(len(chains)) as chain_pool:
+        choices = list(chain_pool.map(lambda pair: chain(*pair), chains))
+    chosen = {config["name"]: {} for config in configs}
+    for (config, head), choice in zip(chains, choices):
+        chosen[config["name"]][head] = choice
+
+    experiments = [compare(config, runner, chosen[config["name"]]) for config in configs]
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(experiments, indent=2))
+    output.with_suffix(".json").write_text(json.dumps(experiments, indent=2, default=str))
     output.with_suffix(".md").write_text(markdown(experiments))
+    plot_learning_curves(experiments, output.with_suffix(".png"))
     print(markdown(experiments))
     return 0
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
     sys.exit(main())

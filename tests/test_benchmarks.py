@@ -34,21 +34,41 @@ def test_speed_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path):
     assert "ratio to vanilla" in output.with_suffix(".md").read_text()
 
 
-def test_head_comparison_runs_both_heads_and_writes_its_table(tiny_encoder, tmp_path):
-    overrides = ["max_train_samples=4", "max_eval_samples=4", "epochs=1", "max_length=16", "batch_size=4"]
-    output = tmp_path / "comparison"
-    run(
-        REPO / "benchmarks" / "compare_heads.py", REPO / "benchmarks" / "configs" / "hoc.json",
-        REPO / "benchmarks" / "configs" / "mtc5.json", "--runs-dir", tmp_path / "runs", "--output", output,
-        "--seeds", "1", *[arg for item in overrides for arg in ("--override", item)],
-        "--override", f"encoder={tiny_encoder}",
-    )  # fmt: skip
-    experiments = json.loads(output.with_suffix(".json").read_text())
-    assert [e["experiment"] for e in experiments] == ["hoc", "mtc5"]
-    for experiment in experiments:
-        for head in ("label-attention", "linear"):
-            row = experiment["heads"][head]
-            first_metric = experiment["metrics"][0]
-            assert len(row[f"test_{first_metric}"]["values"]) == 1
-    table = output.with_suffix(".md").read_text()
-    assert "test micro_f1" in table and "test accuracy" in table
+def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, tmp_path):
+    """Sweep on the first seed, the chosen setting on every seed, an ablation; records reused by a second call."""
+    config = json.loads((REPO / "benchmarks" / "configs" / "hoc.json").read_text())
+    config.update(
+        heads=["label-attention", "mean-pooling"],
+        seeds=[1, 2],
+        sweep={"learning_rate": [1e-3, 2e-3]},
+        ablations=[{"label_pooling": "first"}],
+        data_dir=str(Path("..") / "shared" / "data" / "hoc"),
+    )
+    config_file = tmp_path / "tiny_hoc.json"
+    config_file.write_text(json.dumps(config))
+    overrides = ["max_train_samples=8", "max_eval_samples=8", "epochs=2", "max_length=16", "batch_size=4",
+                 f"encoder={tiny_encoder}"]  # fmt: skip
+    output, records = tmp_path / "comparison", tmp_path / "records"
+    command = [
+        REPO / "benchmarks" / "compare_heads.py", config_file, "--records-dir", records, "--runs-dir",
+        tmp_path / "runs", "--output", output, "--jobs", 2, *[arg for item in overrides for arg in ("--override", item)],
+    ]  # fmt: skip
+    run(*command)
+    (experiment,) = json.loads(output.with_suffix(".json").read_text())
+    assert experiment["experiment"] == "tiny_hoc"
+    for head in ("label-attention", "mean-pooling"):
+        row = experiment["heads"][head]
+        assert len(row["sweep"]) == 2 and row["chosen"] in [score["setting"] for score in row["sweep"]]
+        assert len(row["test_micro_f1"]["values"]) == 2 and len(row["learning_curves"]) == 2
+        assert set(row["thresholds"]) == {"held_out_micro_f1_tuned", "held_out_micro_f1_at_0.5"}
+    difference = experiment["paired_differences"]["mean-pooling"]["micro_f1"]
+    label_attention, baseline = (experiment["heads"][h]["test_micro_f1"]["values"] for h in ("label-attention", "mean-pooling"))
+    assert difference["values"] == [a - b for a, b in zip(label_attention, baseline)]
+    assert [ablation["change"] for ablation in experiment["ablations"]] == [{"label_pooling": "first"}]
+    # Each finished run left its record; the model folders were not kept.
+    assert len(list(records.rglob("eval_results.json"))) == 2 * 2 + 2 * 1 + 1
+    assert not list((tmp_path / "runs").rglob("model.safetensors"))
+    assert output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert "Paired differences" in output.with_suffix(".md").read_text()
+    # A second call trains nothing: every record is reused.
+    assert "done " not in run(*command).stdout
