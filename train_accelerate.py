@@ -74,14 +74,22 @@ def positive_int(text: str) -> int:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0 (e.g. 5e-5; 0 freezes those weights), got {text}")
-    return value
+def finite_number(low: float, high: float = math.inf, meaning: str = ">= 0"):
+    """An argparse type: a finite number in [low, high]; `meaning` says in the error what is allowed."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (low <= value <= high and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a number {meaning}, got {text}")
+        return value
+
+    return parse
+
+
+learning_rate = finite_number(0, meaning=">= 0 (e.g. 5e-5; 0 freezes those weights)")
 
 
 def is_number(text: str) -> bool:
@@ -157,14 +165,20 @@ def parse_args(argv=None):
     train.add_argument("--eval-batch-size", type=positive_int, default=64)
     train.add_argument("--gradient-accumulation-steps", type=positive_int, default=1)
     train.add_argument(
-        "--learning-rate", type=non_negative_float, default=3e-5, help="Learning rate of the encoder."
+        "--learning-rate", type=learning_rate, default=3e-5, help="Learning rate of the encoder."
     )
     train.add_argument(
-        "--head-learning-rate", type=non_negative_float, default=3e-3, help="Learning rate of the new layers."
+        "--head-learning-rate", type=learning_rate, default=3e-3, help="Learning rate of the new layers."
     )
-    train.add_argument("--weight-decay", type=float, default=0.01)
-    train.add_argument("--warmup-ratio", type=float, default=0.1)
-    train.add_argument("--max-grad-norm", type=float, default=1.0)
+    train.add_argument("--weight-decay", type=finite_number(0, meaning=">= 0 (e.g. 0.01)"), default=0.01)
+    train.add_argument(
+        "--warmup-ratio", type=finite_number(0, 1, "between 0 and 1 (a share of the steps)"), default=0.1,
+        help="Share of the training steps over which the learning rates warm up from 0.",
+    )  # fmt: skip
+    train.add_argument(
+        "--max-grad-norm", type=finite_number(0, meaning=">= 0 (0: no clipping)"), default=1.0,
+        help="Clip the gradients' norm to this (0: no clipping).",
+    )  # fmt: skip
     train.add_argument("--patience", type=positive_int, default=3, help="Stop after this many epochs without gain.")
     train.add_argument(
         "--tune-thresholds", action="store_true",

@@ -144,6 +144,9 @@ BAD_ARGUMENTS = {
     "fractional length": (["--max-length", "1.5"], "argument --max-length: expected a whole number, got '1.5'"),
     "checkpoint every 0 steps": (["--checkpointing-steps", "0"], "--checkpointing-steps must be a number of steps"),
     "encoder path missing": (["--encoder", "/does/not/exist"], "--encoder /does/not/exist: no such folder; give a"),
+    "negative weight decay": (["--weight-decay", "-0.01"], "argument --weight-decay: must be a number >= 0"),
+    "warm-up past the end": (["--warmup-ratio", "1.5"], "argument --warmup-ratio: must be a number between 0 and 1"),
+    "negative clipping norm": (["--max-grad-norm", "-1"], "argument --max-grad-norm: must be a number >= 0 (0: no"),
 }  # fmt: skip
 
 
