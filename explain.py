@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
 
 if __package__:
     from .data_label_attention import DataError, jsonl_objects
@@ -158,13 +157,7 @@ def load(model_name_or_path: str | os.PathLike, device: str | torch.device = "cp
     try:
         model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-    except SafetensorError as err:  # its message names no file
-        weights = os.path.join(name, "model.safetensors")
-        weights = weights if os.path.isfile(weights) else f"The safetensors weights of {name!r}"
-        raise ExplainError(
-            f"{weights} cannot be read ({err}): the file is damaged or cut short; save or download the model again."
-        ) from err
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError) as err:  # damaged weights too: the model class names the file
         where = "folder" if os.path.isdir(name) else "folder here, nor as a Hub repo id"
         raise ExplainError(f"Cannot load a model and tokenizer from {name!r} (as a {where}): {err}") from err
     _check_model(model)

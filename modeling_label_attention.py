@@ -6,9 +6,11 @@ each label's attended representation into that label's logit.
 """
 
 import inspect
+import os
 from dataclasses import dataclass
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -87,6 +89,17 @@ class LabelAttentionPreTrainedModel(PreTrainedModel):
     config_class = LabelAttentionConfig
     base_model_prefix = "label_attention"
     _supports_sdpa = True
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:  # its message names no file
+            weights = os.path.join(str(pretrained_model_name_or_path), "model.safetensors")
+            weights = weights if os.path.isfile(weights) else f"The weights of {pretrained_model_name_or_path}"
+            raise OSError(
+                f"{weights} cannot be read ({error}): the file is damaged or cut short; save or download it again."
+            ) from None
 
     def _init_weights(self, module):
         super()._init_weights(module)

@@ -20,7 +20,7 @@ from transformers import AutoTokenizer
 
 from tiny_models import MINILM_PATH, VOCAB_SIZE, build_tiny_model  # tests/ helpers, on sys.path through conftest.py
 
-from label_attention import explain, hub
+from label_attention import LabelAttentionForSequenceClassification, explain, hub
 from label_attention.data_label_attention import DataError, load_splits
 from label_attention.explain import ExplainError, read_jsonl
 from label_attention.train_accelerate import main
@@ -337,13 +337,27 @@ def test_push_refuses_truncated_weights(saved_model, tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_loading_truncated_weights_names_the_file(saved_model, tmp_path):
+    """from_pretrained, with the class or through the Auto classes and pipeline (remote code), names the damaged file."""
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    folder = truncated_copy(saved_model, tmp_path / "model")
+    expected = re.escape(f"{folder / 'model.safetensors'} cannot be read (")
+    with pytest.raises(OSError, match=expected):
+        LabelAttentionForSequenceClassification.from_pretrained(folder)
+    with pytest.raises(OSError, match=expected):
+        AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+    with pytest.raises(ValueError, match=expected):  # the pipeline quotes the error in its own
+        pipeline("text-classification", model=str(folder), trust_remote_code=True)
+
+
 def test_explain_names_a_truncated_weights_file(saved_model, tmp_path, capsys):
     folder = truncated_copy(saved_model, tmp_path / "model")
     with pytest.raises(ExplainError, match=re.escape(f"{folder / 'model.safetensors'} cannot be read (")):
         explain.load(folder)
     assert explain.main(["--model", str(folder), "Cells die."]) == 2
     err = capsys.readouterr().err
-    assert f"error: {folder / 'model.safetensors'} cannot be read" in err and "damaged or cut short" in err
+    assert f"{folder / 'model.safetensors'} cannot be read" in err and "damaged or cut short" in err
     assert "Traceback" not in err
 
 
