@@ -279,6 +279,7 @@ def plot_learning_curves(experiments, path: Path):
             axis.fill_between(x, mean - std, mean + std, alpha=0.2)
         axis.set_title(experiment["experiment"])
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         axis.set_ylabel(f"validation {experiment['metrics'][0]}")
         axis.grid(alpha=0.3)
         axis.legend()
