@@ -13,8 +13,6 @@ and line.
 import csv
 import io
 import json
-import json.decoder
-import json.scanner
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,22 +36,6 @@ class LabelSet:
         return self.problem_type == "multi_label_classification"
 
 
-def _parse_json_with_lines(text: str):
-    """Parse JSON; also return the line on which each JSON object starts, by `id` of the parsed dict."""
-    lines = {}
-
-    def parse_object(s_and_end, *args):
-        text, start = s_and_end
-        parsed, end = json.decoder.JSONObject(s_and_end, *args)
-        lines[id(parsed)] = text.count("\n", 0, start) + 1
-        return parsed, end
-
-    decoder = json.JSONDecoder()
-    decoder.parse_object = parse_object
-    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # the pure-Python scanner calls `parse_object`
-    return decoder.decode(text), lines
-
-
 def _read_text(path) -> str:
     """The text of a UTF-8 file; a byte-order mark (written by some editors and spreadsheets) is dropped. A file that
     is not UTF-8 raises a `DataError` naming the line of the first byte that is not."""
@@ -70,7 +52,7 @@ def _read_text(path) -> str:
 def read_label_set(path) -> LabelSet:
     path = Path(path)
     try:
-        spec, lines = _parse_json_with_lines(_read_text(path))
+        spec = json.loads(_read_text(path))
     except FileNotFoundError:
         raise DataError(f"{path}: labels file not found") from None
     except json.JSONDecodeError as error:
@@ -82,12 +64,12 @@ def read_label_set(path) -> LabelSet:
         raise DataError(f"{path}: 'labels' must be a non-empty list")
     names, descriptions = [], []
     for position, label in enumerate(labels):
+        where = f"{path}: labels[{position}]"  # a labels file is short: the entry is found at a glance
         if not isinstance(label, dict):
-            raise DataError(f"{path}: label #{position + 1} must be an object with a name and a description")
-        where = f"{path}:{lines[id(label)]}"
+            raise DataError(f"{where} must be an object with a name and a description")
         name = label.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise DataError(f"{where}: label #{position + 1} has no name")
+            raise DataError(f"{where} has no name")
         if name in names:
             raise DataError(f"{where}: label {name!r} is listed twice")
         description = label.get("description")
