@@ -126,6 +126,16 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
     return nn.functional.cross_entropy(logits.float(), labels)
 
 
+def decisions_from_logits(logits: torch.Tensor, problem_type: str, thresholds=None) -> torch.Tensor:
+    """The one rule from logits to decisions (training, evaluation, explanations, users): multi-hot
+    `(batch, num_labels)` where sigmoid(logit) >= the label's threshold (0.5 where `thresholds` is None) for
+    multi-label; class ids `(batch,)` for single-label."""
+    if problem_type == "single_label_classification":
+        return logits.argmax(-1)
+    thresholds = torch.as_tensor(0.5 if thresholds is None else thresholds, dtype=torch.float32, device=logits.device)
+    return (torch.sigmoid(logits.float()) >= thresholds).long()
+
+
 def _without_pooler(encoder):
     # The pooler (BERT, RoBERTa) is never used: without it, data-parallel training sees no unused parameters.
     if getattr(encoder, "pooler", None) is not None:
@@ -407,11 +417,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
     def predict_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Decisions from logits: multi-hot `(batch, num_labels)` using `config.decision_thresholds` (0.5 where
         unset) for multi-label, class ids `(batch,)` for single-label."""
-        if self.config.problem_type == "single_label_classification":
-            return logits.argmax(-1)
-        thresholds = self.config.decision_thresholds or [0.5] * self.config.num_labels
-        thresholds = torch.tensor(thresholds, device=logits.device)
-        return (torch.sigmoid(logits.float()) >= thresholds).long()
+        return decisions_from_logits(logits, self.config.problem_type, self.config.decision_thresholds)
 
 
 LabelAttentionConfig.register_for_auto_class()

