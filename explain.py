@@ -37,20 +37,23 @@ ranked separately. Only the tokens the model read count: a document longer than 
 from __future__ import annotations
 
 import argparse
-import html
+import functools
 import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import torch
 
 if __package__:
     from .data_label_attention import DataError, jsonl_objects
+    from .modeling_label_attention import decisions_from_logits
 else:  # run as a script from the repo root: use the installed package
     from label_attention.data_label_attention import DataError, jsonl_objects
+    from label_attention.modeling_label_attention import decisions_from_logits
 
 __all__ = [
     "AttendedWord",
@@ -91,7 +94,7 @@ class LabelExplanation:
     label_id: int
     description: str | None
     score: float  # sigmoid probability (multi-label) or softmax probability (single-label)
-    predicted: bool  # the model's decision (`predict_from_logits`: thresholds or argmax)
+    predicted: bool  # the model's decision (`decisions_from_logits`: thresholds or argmax)
     threshold: float | None  # multi-label decision threshold; None for single-label
     words: list[AttendedWord]  # the top_k words, heaviest first
 
@@ -251,16 +254,17 @@ def _word_weights(text, word_ids, offsets, token_ids, attention_mask, skip_ids, 
     return spans, weights
 
 
-def _decisions(model, logits: torch.Tensor) -> torch.Tensor:
-    """Multi-hot decisions (batch, num_labels) from the model's own `predict_from_logits`."""
-    config = model.config
-    if hasattr(model, "predict_from_logits"):
-        decisions = model.predict_from_logits(logits)
-    elif config.problem_type == "single_label_classification":
-        decisions = logits.argmax(-1)
-    else:
-        thresholds = torch.tensor(config.decision_thresholds or [0.5] * config.num_labels, device=logits.device)
-        decisions = (torch.sigmoid(logits.float()) >= thresholds).long()
+def _scores(config, logits: torch.Tensor) -> torch.Tensor:
+    """Label scores (batch, num_labels): sigmoid probabilities (multi-label) or softmax probabilities (single-label)."""
+    logits = logits.float()
+    if config.problem_type == "single_label_classification":
+        return torch.softmax(logits, dim=-1)
+    return torch.sigmoid(logits)
+
+
+def _decisions(config, logits: torch.Tensor) -> torch.Tensor:
+    """Multi-hot decisions (batch, num_labels) by the rule every model decides with (`decisions_from_logits`)."""
+    decisions = decisions_from_logits(logits, config.problem_type, config.decision_thresholds)
     if decisions.dim() == 1:  # single-label: class ids
         decisions = torch.nn.functional.one_hot(decisions, logits.shape[-1])
     return decisions.bool()
@@ -287,11 +291,31 @@ def explain(
     Texts are truncated to `max_length` tokens (and to what the encoder accepts). The model is run in eval mode and
     put back in its previous mode afterwards.
     """
+    texts = _checked_texts(model, tokenizer, texts, top_k, max_length, batch_size)
+    if tokenizer.pad_token_id is None:
+        batch_size = 1  # nothing to pad with
+    length = _max_length(model, tokenizer, max_length)
+    # Special tokens written in the text (e.g. a literal "[SEP]") are dropped too; [UNK] stands for a real word.
+    skip_ids = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+
+    was_training = model.training
+    model.eval()
+    explanations = []
+    try:
+        for batch_start in range(0, len(texts), batch_size):
+            batch = texts[batch_start : batch_start + batch_size]
+            encoding, outputs = _run_batch(model, tokenizer, batch, length)
+            explanations += _explain_batch(model.config, batch, encoding, outputs, skip_ids, top_k, block)
+    finally:
+        model.train(was_training)
+    return explanations
+
+
+def _checked_texts(model, tokenizer, texts, top_k, max_length, batch_size) -> list[str]:
+    """Check `explain`'s arguments before the model runs; returns the texts as a list."""
     _check_model(model)
     _check_tokenizer(tokenizer)
-    if isinstance(texts, str):
-        texts = [texts]
-    texts = list(texts)
+    texts = [texts] if isinstance(texts, str) else list(texts)
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise ExplainError(f"Text {index} is a {type(text).__name__}, not a string.")
@@ -303,192 +327,127 @@ def explain(
         raise ExplainError(f"batch_size must be at least 1, got {batch_size}.")
     if max_length <= tokenizer.num_special_tokens_to_add():
         raise ExplainError(f"max_length={max_length} leaves no room for the text after the special tokens.")
-    if tokenizer.pad_token_id is None:
-        batch_size = 1  # nothing to pad with
+    return texts
 
-    config = model.config
+
+def _run_batch(model, tokenizer, batch: list[str], max_length: int):
+    """Tokenise a batch (padded, truncated, with character offsets) and run the model with its attentions out."""
+    encoding = tokenizer(
+        batch,
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+        return_tensors="pt",
+    )
+    device = next(model.parameters()).device
+    outputs = model(
+        input_ids=encoding["input_ids"].to(device),
+        attention_mask=encoding["attention_mask"].to(device),
+        output_attentions=True,
+        return_dict=True,
+    )
+    return encoding, outputs
+
+
+def _explain_batch(config, batch, encoding, outputs, skip_ids, top_k, block) -> list[DocumentExplanation]:
+    """One `DocumentExplanation` per text of a batch the model has run on."""
+    scores = _scores(config, outputs.logits)
+    decisions = _decisions(config, outputs.logits)
+    token_weights = combine_attentions(outputs.attentions, block).cpu().numpy()
+    documents = []
+    for row, text in enumerate(batch):
+        spans, weights = _word_weights(
+            text,
+            encoding.word_ids(row),
+            encoding["offset_mapping"][row].tolist(),
+            encoding["input_ids"][row].tolist(),
+            encoding["attention_mask"][row].tolist(),
+            skip_ids,
+            token_weights[row],
+        )
+        documents.append(
+            DocumentExplanation(
+                text=text,
+                labels=_label_explanations(config, text, spans, weights, scores[row], decisions[row], top_k),
+                word_spans=spans,
+                word_weights=weights.tolist(),
+                truncated=bool(encoding.encodings[row].overflowing),
+                problem_type=config.problem_type,
+            )
+        )
+    return documents
+
+
+def _label_explanations(config, text, spans, weights, scores, decisions, top_k) -> list[LabelExplanation]:
+    """Every label's explanation of one document, in id2label order; `weights` is (num_labels, num_words)."""
     multi_label = config.problem_type != "single_label_classification"
     thresholds = config.decision_thresholds or [0.5] * config.num_labels
     descriptions = config.label_descriptions or [None] * config.num_labels
-    # Special tokens written in the text (e.g. a literal "[SEP]") are dropped too; [UNK] stands for a real word.
-    skip_ids = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
-    length = _max_length(model, tokenizer, max_length)
-    device = next(model.parameters()).device
+    return [
+        LabelExplanation(
+            label=str(config.id2label[label_id]),
+            label_id=label_id,
+            description=descriptions[label_id],
+            score=float(scores[label_id]),
+            predicted=bool(decisions[label_id]),
+            threshold=float(thresholds[label_id]) if multi_label else None,
+            words=_top_words(text, spans, weights[label_id], top_k),
+        )
+        for label_id in range(config.num_labels)
+    ]
 
-    was_training = model.training
-    model.eval()
-    explanations = []
-    try:
-        for batch_start in range(0, len(texts), batch_size):
-            batch = texts[batch_start : batch_start + batch_size]
-            encoding = tokenizer(
-                batch,
-                padding=True,
-                truncation=True,
-                max_length=length,
-                return_offsets_mapping=True,
-                return_tensors="pt",
-            )
-            outputs = model(
-                input_ids=encoding["input_ids"].to(device),
-                attention_mask=encoding["attention_mask"].to(device),
-                output_attentions=True,
-                return_dict=True,
-            )
-            logits = outputs.logits.float()
-            scores = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
-            decisions = _decisions(model, outputs.logits)
-            token_weights = combine_attentions(outputs.attentions, block).cpu().numpy()
-            for row, text in enumerate(batch):
-                spans, weights = _word_weights(
-                    text,
-                    encoding.word_ids(row),
-                    encoding["offset_mapping"][row].tolist(),
-                    encoding["input_ids"][row].tolist(),
-                    encoding["attention_mask"][row].tolist(),
-                    skip_ids,
-                    token_weights[row],
-                )
-                labels = []
-                for label_id in range(config.num_labels):
-                    ranked = np.argsort(-weights[label_id], kind="stable")
-                    if top_k is not None:
-                        ranked = ranked[:top_k]
-                    words = [
-                        AttendedWord(
-                            word=text[spans[i][0] : spans[i][1]],
-                            weight=float(weights[label_id, i]),
-                            start=spans[i][0],
-                            end=spans[i][1],
-                        )
-                        for i in ranked
-                    ]
-                    labels.append(
-                        LabelExplanation(
-                            label=str(config.id2label[label_id]),
-                            label_id=label_id,
-                            description=descriptions[label_id],
-                            score=float(scores[row, label_id]),
-                            predicted=bool(decisions[row, label_id]),
-                            threshold=float(thresholds[label_id]) if multi_label else None,
-                            words=words,
-                        )
-                    )
-                explanations.append(
-                    DocumentExplanation(
-                        text=text,
-                        labels=labels,
-                        word_spans=spans,
-                        word_weights=weights.tolist(),
-                        truncated=bool(encoding.encodings[row].overflowing),
-                        problem_type=config.problem_type,
-                    )
-                )
-    finally:
-        model.train(was_training)
-    return explanations
+
+def _top_words(text, spans, weights, top_k) -> list[AttendedWord]:
+    """The `top_k` words (None: all) of one label's word weights, heaviest first (ties in document order)."""
+    ranked = np.argsort(-weights, kind="stable")[:top_k]
+    return [
+        AttendedWord(word=text[spans[i][0] : spans[i][1]], weight=float(weights[i]), start=spans[i][0], end=spans[i][1])
+        for i in ranked
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Rendering
 
-# One colour per label (matplotlib's tab10), cycled.
-_PALETTE = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 60em; padding: 0 1em; color: #222; line-height: 1.5; }
-h1 { font-size: 1.5em; }
-article.document { border-top: 2px solid #ccc; margin-top: 2em; padding-top: 0.5em; }
-h2 { font-size: 1.2em; margin-bottom: 0.3em; }
-table.scores { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
-table.scores th, table.scores td { padding: 0.15em 0.8em; border-bottom: 1px solid #ddd; text-align: left; }
-table.scores tr.predicted td { font-weight: bold; }
-section.label { border-left: 6px solid var(--label-colour); padding: 0.3em 0 0.3em 1em; margin: 1em 0; }
-section.label h3 { font-size: 1.05em; margin: 0; }
-.score { font-weight: normal; color: #555; font-size: 0.9em; }
-.description { color: #555; font-style: italic; margin: 0.2em 0; }
-.text { white-space: pre-wrap; margin: 0.4em 0; }
-.text mark { color: inherit; border-radius: 2px; padding: 0 1px; }
-.top-words { font-size: 0.85em; color: #444; margin: 0.2em 0; }
-.note { color: #777; font-size: 0.9em; }
-"""
+
+@functools.cache
+def _report_template() -> jinja2.Template:
+    # Autoescaping escapes every text, label, description and id; StrictUndefined makes a template typo an error.
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return environment.get_template("explain_report.html.j2")
 
 
 def _colour(label_id: int) -> tuple[int, int, int]:
-    return _PALETTE[label_id % len(_PALETTE)]
+    """The label's colour, (red, green, blue) in 0..255: matplotlib's tab10, cycled."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    red, green, blue, _ = palette(label_id % palette.N, bytes=True)
+    return int(red), int(green), int(blue)
 
 
-def _highlighted_text(doc: DocumentExplanation, label: LabelExplanation) -> str:
-    """The document's text, HTML-escaped, with every word read shaded by its weight relative to the top word."""
+def _highlights(doc: DocumentExplanation, label: LabelExplanation) -> list[tuple[str, float | None, float | None]]:
+    """The document's text in pieces, `(text, weight, shade)`: each word read with its weight and its shade (the
+    weight relative to the label's top word), and the text between words with `None`s."""
     weights = doc.word_weights[label.label_id] if doc.word_spans else []
     top = max(weights, default=0.0)
-    red, green, blue = _colour(label.label_id)
-    parts, position = [], 0
+    pieces, position = [], 0
     for (start, end), weight in zip(doc.word_spans, weights):
-        parts.append(html.escape(doc.text[position:start]))
-        opacity = weight / top if top > 0 else 0.0
-        parts.append(
-            f'<mark style="background-color: rgba({red}, {green}, {blue}, {opacity:.3f})" '
-            f'title="weight {weight:.4f}">{html.escape(doc.text[start:end])}</mark>'
-        )
+        pieces.append((doc.text[position:start], None, None))
+        pieces.append((doc.text[start:end], weight, weight / top if top > 0 else 0.0))
         position = end
-    parts.append(html.escape(doc.text[position:]))
-    return "".join(parts)
-
-
-def _document_html(doc: DocumentExplanation, number: int, doc_id: str | None) -> str:
-    name = f"Document {number}" + (f": {html.escape(str(doc_id))}" if doc_id is not None else "")
-    kind = "probability" if doc.problem_type != "single_label_classification" else "softmax probability"
-    rows = []
-    for label in doc.labels:
-        decision = "predicted" if label.predicted else ""
-        row_class = ' class="predicted"' if label.predicted else ""
-        threshold = f" (threshold {label.threshold:.2f})" if label.threshold is not None else ""
-        rows.append(
-            f"<tr{row_class}><td>{html.escape(label.label)}</td><td>{label.score:.3f}{threshold}</td>"
-            f"<td>{decision}</td></tr>"
-        )
-    out = [
-        f'<article class="document" id="doc-{number}">',
-        f"<h2>{name}</h2>",
-        f'<table class="scores"><tr><th>Label</th><th>Score ({kind})</th><th>Decision</th></tr>{"".join(rows)}'
-        "</table>",
-    ]
-    if doc.truncated:
-        out.append('<p class="note">The text was truncated: only its highlighted beginning was read by the model.</p>')
-    if not doc.predicted_labels:
-        out.append('<p class="note">No label predicted.</p>')
-    for label in doc.predicted_labels:
-        red, green, blue = _colour(label.label_id)
-        top_words = " &middot; ".join(
-            f"{html.escape(word.word)} <span class=\"score\">{word.weight:.3f}</span>" for word in label.words
-        )
-        description = (
-            f'<p class="description">{html.escape(label.description)}</p>' if label.description else ""
-        )
-        out.append(
-            f'<section class="label" data-label="{html.escape(label.label, quote=True)}" '
-            f'style="--label-colour: rgb({red}, {green}, {blue})">'
-            f'<h3>{html.escape(label.label)} <span class="score">score {label.score:.3f}</span></h3>'
-            f"{description}"
-            f'<p class="text">{_highlighted_text(doc, label)}</p>'
-            f'<p class="top-words">Top words: {top_words}</p>'
-            "</section>"
-        )
-    out.append("</article>")
-    return "\n".join(out)
+    pieces.append((doc.text[position:], None, None))
+    return pieces
 
 
 def render_html(
@@ -500,23 +459,17 @@ def render_html(
 
     For every document: a table of all labels' scores and decisions, then one `<section class="label">` per
     predicted label, with the label's name, description and score and the text highlighted in the label's colour;
-    a word's shading is its weight relative to the label's top word (hover for the weight).
+    a word's shading is its weight relative to the label's top word (hover for the weight). Rendered from the
+    autoescaping Jinja template `templates/explain_report.html.j2`.
     """
     if ids is not None and len(ids) != len(explanations):
         raise ExplainError(f"Got {len(ids)} ids for {len(explanations)} documents.")
     ids = ids if ids is not None else [None] * len(explanations)
-    documents = "\n".join(
-        _document_html(doc, number, doc_id) for number, (doc, doc_id) in enumerate(zip(explanations, ids), start=1)
-    )
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n"
-        f'<p class="note">{len(explanations)} document(s). Each predicted label highlights the words it attended '
-        "to: label-attention weights averaged over heads and blocks, sub-words summed into words, shaded relative "
-        "to the label's most attended word.</p>\n"
-        f"{documents}\n</body>\n</html>\n"
+    return _report_template().render(
+        title=title,
+        documents=list(zip(explanations, ids)),
+        colour=_colour,
+        highlights=_highlights,
     )
 
 
