@@ -18,7 +18,7 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 from transformers import AutoTokenizer
 
-from tiny_models import MINILM_PATH, VOCAB_SIZE, build_tiny_model  # tests/ helpers, on sys.path through conftest.py
+from tiny_models import MINILM_PATH, VOCAB_SIZE, build_tiny_model  # tests/ helpers (pytest's pythonpath)
 
 from label_attention import LabelAttentionForSequenceClassification, explain, hub
 from label_attention.data_label_attention import DataError, load_splits

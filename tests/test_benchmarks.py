@@ -2,21 +2,15 @@
 with a tiny encoder. They check that the scripts run and write their tables, not any speed or quality figure."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+from training_runs import REPO, check_child, run_child
 
 
 def run(*command):
-    completed = subprocess.run(
-        [sys.executable, *map(str, command)], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    return completed
+    """The script in a child process (one thread, offline), which must succeed."""
+    return check_child(run_child([sys.executable, *command], timeout=600))
 
 
 def test_speed_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path):

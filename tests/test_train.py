@@ -1,16 +1,16 @@
-"""End-to-end tests of the Accelerate training entry point `train_accelerate.py` and of its data reading.
+"""End-to-end tests of the Accelerate training entry point `train_accelerate.py`.
 
 Every run fine-tunes a tiny, randomly initialised BERT (hidden size 32, 2 layers) that reads the bundled
 all-MiniLM-L6-v2 tokenizer, on a few dozen documents: small subsets of the shared HoC / MTC-5 data, or a synthetic
 corpus in which each label is triggered by a planted keyword (`synthetic_corpus.py`). Runs go through `main([...])`
-in this process, `python train_accelerate.py ...` and `accelerate launch ...` in child processes; the folders they
-write are loaded in a fresh interpreter that cannot import this package, as on a machine that only has the folder.
+in this process, `python train_accelerate.py ...` and `accelerate launch ...` in child processes (`training_runs.py`);
+the folders they write are loaded in a fresh interpreter that cannot import this package (`fresh_process.py`), as on a
+machine that only has the folder.
+
+Elsewhere: data reading (test_data.py), saving folders (test_saving.py), the metric modules (test_metrics.py),
+pushing after training (test_hub.py), the examples (test_examples.py).
 """
 
-import contextlib
-import csv
-import hashlib
-import io
 import json
 import os
 import signal
@@ -22,102 +22,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
+from fresh_process import run_fresh_python
 from safetensors.torch import load_file
+from tiny_models import save_tiny_encoder
+from training_runs import (
+    CHILD_ENV,
+    DATA,
+    REPO,
+    SCRIPT,
+    THREADS,
+    check_child,
+    hoc_args,
+    keyword_args,
+    keyword_folder,
+    read_json,
+    run_child,
+    train,
+    train_capturing_stdout,
+)
 from transformers import BertForSequenceClassification, BertTokenizer
 
-TESTS_DIR = Path(__file__).resolve().parent  # conftest.py puts it on sys.path for the helper modules
+from label_attention import LabelAttentionForSequenceClassification, train_accelerate
+from label_attention.data_label_attention import load_splits
 
-from fake_hub import FakeHub  # noqa: E402
-from synthetic_corpus import make_corpus  # noqa: E402
-from tiny_models import save_tiny_encoder  # noqa: E402
-
-from label_attention import LabelAttentionForSequenceClassification  # noqa: E402
-from label_attention.data_label_attention import DataError, load_splits  # noqa: E402
-from label_attention import train_accelerate  # noqa: E402
-from label_attention.train_accelerate import main, replace_folder, save_model_folder  # noqa: E402
-
-REPO = TESTS_DIR.parent
-DATA = REPO.parent / "shared" / "data"  # the project's data lives next to the repository, never inside it
-SCRIPT = REPO / "train_accelerate.py"
 ACCELERATE = Path(sys.executable).with_name("accelerate")
-# Runs are compared bit for bit, which holds at equal thread counts only (a reduction is split by thread): every run,
-# here or in a child process, uses one thread per process.
-THREADS = 1
-CHILD_ENV = {
-    **os.environ,
-    "OMP_NUM_THREADS": str(THREADS),
-    "HF_HUB_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "PYTHONUNBUFFERED": "1",
-}
 # The reference run: 48 training documents in batches of 4 make 12 optimiser steps per epoch; 3 epochs.
 STEPS_PER_EPOCH, EPOCHS = 12, 3
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def train(argv) -> int:
-    """`main(argv)` in this process. Accelerate keeps its state in process-wide singletons; a test suite that starts
-    several runs in one process resets them in between, as Accelerate's own tests do."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
-        return main([str(arg) for arg in argv])
-    finally:
-        torch.set_num_threads(threads)
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-
-
-def train_capturing_stdout(argv) -> tuple[int, str]:
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = train(argv)
-    return code, stdout.getvalue()
-
-
-def run_child(command, timeout=300, cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(part) for part in command], cwd=cwd, env=CHILD_ENV, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def check_child(completed: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    output = f"{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
-    assert completed.returncode == 0, f"exit code {completed.returncode}\n{output}"
-    return completed
-
-
-def write_data_folder(folder: Path, task: str, labels: dict[str, str], splits: dict[str, list]) -> Path:
-    """A data folder in the documented format; `splits` maps a split name to `(text, [label names])` pairs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = {"task": task, "labels": [{"name": name, "description": text} for name, text in labels.items()]}
-    (folder / "labels.json").write_text(json.dumps(spec, indent=2))
-    for split, documents in splits.items():
-        lines = [json.dumps({"text": text, "labels": names}) for text, names in documents]
-        (folder / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines))
-    return folder
-
-
-def keyword_documents(num_docs: int, seed: int) -> tuple[list, dict[str, str]]:
-    corpus = make_corpus(num_docs, num_labels=4, seed=seed)
-    documents = [(text, [corpus.label_names[i] for i in ids]) for text, ids in zip(corpus.texts, corpus.labels)]
-    return documents, dict(zip(corpus.label_names, corpus.label_descriptions))
-
-
-def keyword_folder(folder: Path, num_train: int, num_eval: int) -> Path:
-    train_docs, labels = keyword_documents(num_train, seed=0)
-    validation_docs, _ = keyword_documents(num_eval, seed=1)
-    test_docs, _ = keyword_documents(num_eval, seed=2)
-    splits = {"train": train_docs, "validation": validation_docs, "test": test_docs}
-    return write_data_folder(folder, "multi_label_classification", labels, splits)
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text())
 
 
 def read_log(output_dir: Path) -> list[dict]:
@@ -147,42 +81,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def folder_digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
-# A fresh interpreter: cwd outside the repository, the repository off sys.path, any import of `label_attention` an
-# error (the package is installed editable here), remote code cached in a temporary HF_MODULES_CACHE.
-FRESH_LOAD = r"""
-import json, os, sys
-repo = os.path.realpath(os.environ["REPO"])
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != repo]
-
-
-class BlockLabelAttention:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "label_attention":
-            raise ImportError("the fresh process must not import the label_attention package")
-
-
-sys.meta_path.insert(0, BlockLabelAttention())
+# Run by `run_fresh_python`: load each folder through trust_remote_code and report its class and logits on TEXTS.
+FRESH_LOAD = """
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 texts = json.loads(os.environ["TEXTS"])
-report = {}
-for folder in sys.argv[2:]:
+seen = {}
+for folder in json.loads(os.environ["FOLDERS"]):
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # it reads the config first
     with torch.no_grad():
         logits = model(**tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")).logits
-    report[folder] = {"class": type(model).__name__, "module": type(model).__module__, "logits": logits.tolist()}
-json.dump(report, open(sys.argv[1], "w"))
+    seen[folder] = {"class": type(model).__name__, "module": type(model).__module__, "logits": logits.tolist()}
+report(seen)
 """
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Fixtures: a tiny encoder, data folders, and the runs several tests look at
+# Fixtures: data folders, and the runs several tests look at (conftest.py: the tiny encoder, small_keywords, hoc_run)
 
 
 @pytest.fixture(scope="session")
@@ -192,30 +109,9 @@ def dropout_free_encoder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_keywords(tmp_path_factory) -> Path:
-    """48 / 16 / 16 keyword documents."""
-    return keyword_folder(tmp_path_factory.mktemp("small_keywords"), num_train=48, num_eval=16)
-
-
-@pytest.fixture(scope="session")
 def keywords(tmp_path_factory) -> Path:
     """160 / 48 / 48 keyword documents: enough to learn the task."""
     return keyword_folder(tmp_path_factory.mktemp("keywords"), num_train=160, num_eval=48)
-
-
-def hoc_args(encoder, output_dir, *extra):
-    return [
-        "--data-dir", DATA / "hoc", "--encoder", encoder, "--output-dir", output_dir,
-        "--max-train-samples", 32, "--max-eval-samples", 16, "--max-length", 64, "--epochs", 1, "--batch-size", 8,
-        *extra,
-    ]  # fmt: skip
-
-
-def keyword_args(data, encoder, output_dir, *extra, learning_rate="3e-3"):
-    return [
-        "--data-dir", data, "--encoder", encoder, "--output-dir", output_dir, "--max-length", 32,
-        "--learning-rate", learning_rate, "--head-learning-rate", learning_rate, "--warmup-ratio", 0, *extra,
-    ]  # fmt: skip
 
 
 def converging_args(data, encoder, output_dir, batch_size=8):
@@ -230,15 +126,6 @@ def reference_args(data, encoder, output_dir, batch_size=4):
     high enough for the validation metrics to improve at every epoch, so that comparing metrics means something."""
     extra = ["--epochs", EPOCHS, "--batch-size", batch_size, "--checkpointing-steps", 1]
     return keyword_args(data, encoder, output_dir, *extra, learning_rate="1e-2")
-
-
-@pytest.fixture(scope="module")
-def hoc_run(tiny_encoder, tmp_path_factory):
-    """`main([...])` in this process on a small subset of HoC (multi-label)."""
-    output_dir = tmp_path_factory.mktemp("hoc_run")
-    code, stdout = train_capturing_stdout(hoc_args(tiny_encoder, output_dir, "--tune-thresholds"))
-    assert code == 0, stdout
-    return output_dir, stdout
 
 
 @pytest.fixture(scope="module")
@@ -409,18 +296,8 @@ def test_saved_folders_load_in_a_fresh_process(hoc_run, mtc5_run, linear_run, me
         "linear": linear_run / "model",
         "mean-pooling": mean_pooling_run / "model",
     }
-    (tmp_path / "load.py").write_text(FRESH_LOAD)
-    env = {"REPO": str(REPO), "TEXTS": json.dumps(texts), "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    completed = subprocess.run(
-        [sys.executable, "load.py", "report.json", *folders.values()],
-        cwd=tmp_path,
-        env={**CHILD_ENV, **env, "HF_HOME": str(tmp_path / "hf_home")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-6000:]
-    report = read_json(tmp_path / "report.json")
+    env = {"TEXTS": json.dumps(texts), "FOLDERS": json.dumps([str(folder) for folder in folders.values()])}
+    report = run_fresh_python(FRESH_LOAD, tmp_path, env=env, timeout=300)  # fails with the process's output
 
     for name, folder in folders.items():
         loaded = report[str(folder)]
@@ -602,28 +479,6 @@ def test_launched_processes_that_do_not_form_a_group_are_refused(
     assert not (tmp_path / "out").exists()
 
 
-def test_csv_files(tiny_encoder, tmp_path):
-    documents, labels = keyword_documents(16, seed=3)
-    for split, rows in (("train", documents[:12]), ("validation", documents[12:])):
-        with (tmp_path / f"{split}.csv").open("w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["text", "labels"])
-            writer.writerows((text, ";".join(names)) for text, names in rows)
-    spec = {"task": "multi_label_classification", "labels": [{"name": n, "description": d} for n, d in labels.items()]}
-    (tmp_path / "labels.json").write_text(json.dumps(spec))
-    output_dir = tmp_path / "out"
-    args = [
-        "--train-file", tmp_path / "train.csv", "--validation-file", tmp_path / "validation.csv",
-        "--labels-file", tmp_path / "labels.json", "--encoder", tiny_encoder, "--output-dir", output_dir,
-        "--max-length", 32, "--epochs", 1, "--batch-size", 4,
-    ]  # fmt: skip
-    code, stdout = train_capturing_stdout(args)
-    assert code == 0
-    assert "multi_label_classification: 4 labels; train 12 documents, validation 4 documents" in stdout
-    results = read_json(output_dir / "eval_results.json")
-    assert "validation" in results and "test" not in results
-
-
 def test_bf16_mixed_precision(tiny_encoder, small_keywords, tmp_path, monkeypatch):
     """bf16 autocast where the CPU has it natively (pretended here, so that the path runs on any CPU)."""
     monkeypatch.setattr(train_accelerate, "cpu_has_native_bf16", lambda: True)
@@ -662,16 +517,11 @@ def test_emulated_bf16_falls_back_to_fp32_with_a_warning(tiny_encoder, small_key
     assert "| mixed_precision | no |" in (tmp_path / "model" / "README.md").read_text()
 
 
-def test_training_batches_group_documents_of_similar_length():
+def test_training_batches_group_documents_of_similar_length(tokenizer):
     """On HoC's real lengths at 512 tokens, length-grouped batches pad ~3 % (random batches: ~29 %; sorting the whole
     set, which leaves the batches nothing random, 0.6 %); the order is a function of (seed, epoch) alone, so a resumed
     run replays it, and every document comes once per epoch."""
-    from transformers import AutoTokenizer
-
-    from tiny_models import MINILM_PATH
-
     splits, _ = load_splits(data_dir=DATA / "hoc")
-    tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH)
     texts = list(splits["train"]["text"])
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=512)["input_ids"]]
 
@@ -691,251 +541,3 @@ def test_training_batches_group_documents_of_similar_length():
     replayed = train_accelerate.EpochLengthGroupedSampler(lengths, batch_size=16, seed=3)
     replayed.set_epoch(2)
     assert list(replayed) == order
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Saving never leaves a half-written folder in place of a good one
-
-
-@pytest.fixture
-def saved_model(hoc_run, tmp_path):
-    model_dir = hoc_run[0] / "model"
-    model = LabelAttentionForSequenceClassification.from_pretrained(model_dir)
-    tokenizer = BertTokenizer.from_pretrained(model_dir)
-    target = tmp_path / "model"
-    save_model_folder(model, tokenizer, target)
-    return model, tokenizer, target
-
-
-def test_failed_save_keeps_the_previous_folder(saved_model, monkeypatch):
-    model, tokenizer, target = saved_model
-    before = folder_digest(target)
-    model.config.decision_thresholds = [0.9] * 10  # the new save would differ
-
-    def save_half_then_fail(folder, *args, **kwargs):
-        (Path(folder) / "tokenizer.json").write_text("{")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(tokenizer, "save_pretrained", save_half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
-        save_model_folder(model, tokenizer, target)
-    assert folder_digest(target) == before
-    assert [p.name for p in target.parent.iterdir()] == ["model"]  # the staging folder is gone, nothing else appeared
-
-
-def test_save_replaces_the_folder_whole(saved_model):
-    model, tokenizer, target = saved_model
-    # A run killed while saving left a staging folder; the next save starts it afresh.
-    leftover = target.with_name(".model.partial")
-    leftover.mkdir()
-    (leftover / "stale.txt").write_text("from a killed run")
-    model.config.decision_thresholds = [0.9] * 10
-    save_model_folder(model, tokenizer, target, extra_files={"eval_results.json": "{}"})
-    assert read_json(target / "config.json")["decision_thresholds"] == [0.9] * 10
-    assert (target / "eval_results.json").read_text() == "{}"
-    assert not (target / "stale.txt").exists()
-    assert sorted(p.name for p in target.parent.iterdir()) == ["model"]
-    assert oct(target.stat().st_mode & 0o777) == oct(0o777 & ~current_umask())
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def test_swap_interrupted_between_renames_is_undone(tmp_path):
-    """Killed after moving the old folder aside and before moving the new one in: the old folder comes back."""
-    target, previous = tmp_path / "model", tmp_path / "model.previous"
-    previous.mkdir()
-    (previous / "config.json").write_text("old")
-    staging = tmp_path / ".model.partial"
-    staging.mkdir()
-    (staging / "config.json").write_text("new")
-    replace_folder(staging, target)
-    assert (target / "config.json").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Bad data: exit code 2 and one line naming the file and the line
-
-
-LABELS = {"angiogenesis": "The text mentions angiogenesis.", "apoptosis": "The text mentions apoptosis."}
-GOOD = ("Tumours grow new vessels by angiogenesis.", ["angiogenesis"])
-
-
-def jsonl(*records) -> str:
-    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
-
-
-def good_lines(n=2) -> list[str]:
-    return [json.dumps({"text": GOOD[0], "labels": GOOD[1]})] * n
-
-
-# case: (file, its content, line of the problem, what the message says)
-BAD_DATA = {
-    "unknown label": ("train.jsonl", jsonl(*good_lines(), {"text": "x", "labels": ["necrosis"]}), 3, "unknown label"),
-    "missing text": ("train.jsonl", jsonl(*good_lines(1), {"labels": ["apoptosis"]}), 2, "missing or empty 'text'"),
-    "empty text": ("validation.jsonl", jsonl(*good_lines(), {"text": " ", "labels": []}), 3, "missing or empty 'text'"),
-    "missing labels": ("test.jsonl", jsonl({"text": "no labels key"}), 1, "'labels' must be a list"),
-    "malformed line": ("train.jsonl", jsonl(*good_lines(3), '{"text": "cut short", "labels": ['), 4, "malformed JSON"),
-    "not an object": ("train.jsonl", jsonl(*good_lines(1), '["text", "labels"]'), 2, "expected a JSON object"),
-}  # fmt: skip
-
-
-def bad_data_folder(folder: Path, task="multi_label_classification") -> Path:
-    documents = [GOOD] * 3
-    return write_data_folder(folder, task, LABELS, {"train": documents, "validation": documents, "test": documents})
-
-
-def check_data_error(tiny_encoder, data, capsys, expected_where, expected_message, extra_args=()):
-    output_dir = data.parent / "out"
-    args = ["--encoder", tiny_encoder, "--output-dir", output_dir, *extra_args]
-    if not extra_args:
-        args += ["--data-dir", data]
-    assert train(args) == 2
-    captured = capsys.readouterr()
-    (line,) = [line for line in captured.err.splitlines() if line.startswith("error: ")]
-    assert line.startswith(f"error: {expected_where}"), line
-    assert expected_message in line
-    assert "Traceback" not in captured.err + captured.out
-    assert not output_dir.exists()  # a run that cannot start writes nothing
-
-
-@pytest.mark.parametrize("case", sorted(BAD_DATA))
-def test_bad_jsonl_line(case, tiny_encoder, tmp_path, capsys):
-    file_name, content, line_number, message = BAD_DATA[case]
-    data = bad_data_folder(tmp_path / "data")
-    (data / file_name).write_text(content)
-    check_data_error(tiny_encoder, data, capsys, f"{data / file_name}:{line_number}:", message)
-
-
-def test_single_label_line_with_two_labels(tiny_encoder, tmp_path, capsys):
-    data = bad_data_folder(tmp_path / "data", task="single_label_classification")
-    (data / "train.jsonl").write_text(jsonl(*good_lines(), {"text": "both", "labels": ["angiogenesis", "apoptosis"]}))
-    check_data_error(tiny_encoder, data, capsys, f"{data / 'train.jsonl'}:3:", "exactly one label, got 2")
-
-
-def test_label_without_description(tiny_encoder, tmp_path, capsys):
-    data = bad_data_folder(tmp_path / "data")
-    spec = read_json(data / "labels.json")
-    del spec["labels"][1]["description"]
-    (data / "labels.json").write_text(json.dumps(spec, indent=2))
-    # indent=2: line 1 '{', 2 task, 3 '"labels": [', 4 the first label's '{', ..., 8 the second label's '{'.
-    assert (data / "labels.json").read_text().splitlines()[7].strip() == "{"
-    check_data_error(tiny_encoder, data, capsys, f"{data / 'labels.json'}:8:", "label 'apoptosis' has no description")
-
-
-def test_empty_split(tiny_encoder, tmp_path, capsys):
-    data = bad_data_folder(tmp_path / "data")
-    (data / "validation.jsonl").write_text("\n")
-    check_data_error(tiny_encoder, data, capsys, f"{data / 'validation.jsonl'}:", "no documents (empty split)")
-
-
-def test_bad_csv_line(tiny_encoder, tmp_path, capsys):
-    data = bad_data_folder(tmp_path / "data")
-    (data / "train.csv").write_text("text,labels\nabout angiogenesis,angiogenesis\nabout both,angiogenesis;necrosis\n")
-    files = ["--train-file", data / "train.csv", "--validation-file", data / "validation.jsonl"]
-    files += ["--labels-file", data / "labels.json"]
-    check_data_error(tiny_encoder, data, capsys, f"{data / 'train.csv'}:3:", "unknown label 'necrosis'", files)
-
-
-def test_bad_data_exit_code_of_the_script(tiny_encoder, tmp_path):
-    """Through the script: exit status 2, one line on stderr, no traceback."""
-    data = bad_data_folder(tmp_path / "data")
-    (data / "test.jsonl").write_text(jsonl(*good_lines(), {"text": "", "labels": []}))
-    args = ["--data-dir", data, "--encoder", tiny_encoder, "--output-dir", tmp_path / "out"]
-    completed = run_child([sys.executable, SCRIPT, *args])
-    assert completed.returncode == 2
-    assert f"error: {data / 'test.jsonl'}:3: missing or empty 'text'" in completed.stderr
-    assert "Traceback" not in completed.stderr
-
-
-def test_load_splits_reports_every_problem_as_data_error(tmp_path):
-    data = bad_data_folder(tmp_path / "data")
-    (data / "labels.json").write_text('{"task": "multi_label_classification",\n "labels": [}')
-    with pytest.raises(DataError, match=rf"{data / 'labels.json'}:2: not valid JSON"):
-        load_splits(data_dir=data)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The shipped metric modules, on cases worked out by hand
-
-
-def test_multi_label_metric_module():
-    import evaluate
-
-    metric = evaluate.load(str(REPO / "metrics" / "multi_label_classification"))
-    # label a: 1 true positive of 2 predicted, 1 gold; label b: 1 of 1 predicted, 2 gold.
-    results = metric.compute(
-        predictions=[[1, 0], [1, 1], [0, 0]], references=[[1, 1], [0, 1], [0, 0]], label_names=["a", "b"]
-    )
-    assert results["micro_precision"] == pytest.approx(2 / 3) and results["micro_recall"] == pytest.approx(2 / 3)
-    assert results["micro_f1"] == pytest.approx(2 / 3) and results["macro_f1"] == pytest.approx(2 / 3)
-    assert results["macro_precision"] == pytest.approx(0.75) and results["macro_recall"] == pytest.approx(0.75)
-    assert results["subset_accuracy"] == pytest.approx(1 / 3)
-    assert results["per_label_f1"] == pytest.approx({"a": 2 / 3, "b": 2 / 3})
-
-
-def test_single_label_metric_module():
-    import evaluate
-
-    metric = evaluate.load(str(REPO / "metrics" / "single_label_classification"))
-    results = metric.compute(predictions=[0, 1, 1, 2], references=[0, 1, 2, 2], num_labels=4)
-    assert results["accuracy"] == 0.75
-    # Per class: 1, 2/3, 2/3, and 0 for class 3 that never occurs (it still counts in the macro average).
-    assert results["per_label_f1"] == pytest.approx({"0": 1.0, "1": 2 / 3, "2": 2 / 3, "3": 0.0})
-    assert results["macro_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 4)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Pushing at the end of a run (to a loopback stand-in of the Hub: huggingface_hub reads HF_ENDPOINT at import time,
-# so the run is a child process)
-
-
-def train_and_push(args, tmp_path, **env_overrides) -> subprocess.CompletedProcess:
-    """The script, in a child process, with no token but those given and no stored login."""
-    env = {k: v for k, v in CHILD_ENV.items() if k != "HF_TOKEN"}
-    env.update({"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf_home"), **env_overrides})
-    command = [sys.executable, REPO / "train_accelerate.py", *args, "--push-to-hub", "--hub-model-id", "test-org/kw"]
-    return subprocess.run(
-        [str(part) for part in command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def test_push_to_hub_uploads_exactly_the_tested_folder(tiny_encoder, small_keywords, tmp_path):
-    output_dir = tmp_path / "pushed"
-    args = keyword_args(small_keywords, tiny_encoder, output_dir, "--epochs", 1, "--batch-size", 8)
-    with FakeHub() as fake:
-        completed = train_and_push(args, tmp_path, HF_ENDPOINT=fake.url, HF_TOKEN="hf_fake_token")
-    check_child(completed)
-    assert "Pushed to" in completed.stdout
-    model_dir = output_dir / "model"
-    local_files = {p.relative_to(model_dir).as_posix(): p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
-    assert len(fake.commits) == 1
-    assert fake.committed_files(fake.commits[0]) == local_files
-    assert "model.safetensors" in local_files and not [name for name in local_files if name.endswith((".bin", ".pkl"))]
-    assert "test-org/kw" in local_files["README.md"].decode()
-
-
-def test_push_without_a_token_fails_before_training(tiny_encoder, small_keywords, tmp_path):
-    output_dir = tmp_path / "not_pushed"
-    args = keyword_args(small_keywords, tiny_encoder, output_dir, "--epochs", 1)
-    started = time.time()
-    completed = train_and_push(args, tmp_path)
-    assert completed.returncode == 2
-    assert "token" in completed.stderr and "Traceback" not in completed.stderr
-    assert not (output_dir / "model").exists()
-    assert time.time() - started < 60
-
-
-def test_example_classifies_an_abstract_with_the_saved_folder(hoc_run):
-    """The last step of the README's main command: `pipeline(..., trust_remote_code=True, top_k=None)`."""
-    output_dir, _ = hoc_run
-    completed = check_child(run_child([sys.executable, REPO / "examples" / "classify_abstract.py", output_dir / "model"]))
-    score_lines = [line.split(maxsplit=1) for line in completed.stdout.splitlines() if line.startswith("  ")]
-    labels = json.loads((DATA / "hoc" / "labels.json").read_text())["labels"]
-    assert sorted(name for _, name in score_lines) == sorted(label["name"] for label in labels)
-    assert all(0.0 <= float(score) <= 1.0 for score, _ in score_lines)
-    assert "Gold labels:" in completed.stdout
