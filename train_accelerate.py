@@ -45,12 +45,12 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 if __package__:
     from .baselines import MeanPoolingForSequenceClassification
-    from .data_label_attention import DataError, load_splits
+    from .data_label_attention import DataError, load_hub_splits, load_splits, read_label_set
     from .hub import HubPushError, check_hub_settings, push_to_hub, render_model_card
     from .modeling_label_attention import LabelAttentionForSequenceClassification, _max_positions, decisions_from_logits
 else:  # run as a script from the repo root: use the installed package
     from label_attention.baselines import MeanPoolingForSequenceClassification
-    from label_attention.data_label_attention import DataError, load_splits
+    from label_attention.data_label_attention import DataError, load_hub_splits, load_splits, read_label_set
     from label_attention.hub import HubPushError, check_hub_settings, push_to_hub, render_model_card
     from label_attention.modeling_label_attention import (
         LabelAttentionForSequenceClassification,
@@ -108,6 +108,13 @@ def finite_number(low: float, high: float = math.inf, meaning: str = ">= 0"):
 learning_rate = finite_number(0, meaning=">= 0 (e.g. 5e-5; 0 freezes those weights)")
 
 
+def percentage(text: str) -> float:
+    value = finite_number(0, 100, "in (0, 100)")(text)
+    if value in (0, 100):
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 100), got {text}")
+    return value
+
+
 def is_number(text: str) -> bool:
     try:
         float(text)
@@ -150,6 +157,24 @@ def parse_args(argv=None):
     data.add_argument("--validation-file", help="JSONL or CSV validation file.")
     data.add_argument("--test-file", help="JSONL or CSV test file (optional).")
     data.add_argument("--labels-file", help="labels.json: task, label names and descriptions.")
+    data.add_argument(
+        "--dataset-name",
+        help="Instead of files: a data set `datasets.load_dataset` reads (a Hub id or a local folder), with "
+        "--labels-file for the labels' descriptions.",
+    )
+    data.add_argument("--dataset-config", help="The data set's configuration, where it has several.")
+    data.add_argument("--text-column", default="text", help="--dataset-name's column holding the text.")
+    data.add_argument(
+        "--label-column",
+        default="labels",
+        help="--dataset-name's column holding the labels: names or class ids, alone or in a list.",
+    )
+    data.add_argument(
+        "--validation-split-percentage",
+        type=percentage,
+        default=10,
+        help="Where --dataset-name has no validation split: the part of train held out for it (a fixed seed).",
+    )
     data.add_argument("--max-train-samples", type=positive_int, help="Use only the first N training documents.")
     data.add_argument(
         "--max-eval-samples", type=positive_int, help="Use only the first N validation and test documents."
@@ -218,8 +243,13 @@ def parse_args(argv=None):
     hub.add_argument("--hub-token", default=None, help="Defaults to HF_TOKEN or the stored login.")
 
     args = parser.parse_args(attach_negative_numbers(sys.argv[1:] if argv is None else argv))
-    if not args.data_dir and not (args.train_file and args.validation_file and args.labels_file):
-        parser.error("give --data-dir, or --train-file, --validation-file and --labels-file")
+    if args.dataset_name:
+        if args.data_dir or args.train_file or args.validation_file or args.test_file:
+            parser.error("give --dataset-name or --data-dir / --train-file, not both")
+        if not args.labels_file:
+            parser.error("--dataset-name needs --labels-file (the task, and the labels' names and descriptions)")
+    elif not args.data_dir and not (args.train_file and args.validation_file and args.labels_file):
+        parser.error("give --data-dir, or --train-file, --validation-file and --labels-file (or --dataset-name)")
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push-to-hub needs --hub-model-id ORG/NAME")
     steps = str(args.checkpointing_steps)
@@ -497,13 +527,26 @@ def make_accelerator(args) -> Accelerator:
 def load_data(args, accelerator):
     """The splits (cut to --max-train-samples / --max-eval-samples) and the label set; says what it loaded."""
     try:
-        splits, label_set = load_splits(
-            data_dir=args.data_dir,
-            train_file=args.train_file,
-            validation_file=args.validation_file,
-            test_file=args.test_file,
-            labels_file=args.labels_file,
-        )
+        if args.dataset_name:
+            label_set = read_label_set(args.labels_file)
+            splits, note = load_hub_splits(
+                args.dataset_name,
+                label_set,
+                dataset_config=args.dataset_config,
+                text_column=args.text_column,
+                label_column=args.label_column,
+                validation_split_percentage=args.validation_split_percentage,
+            )
+            if note:
+                accelerator.print(note)
+        else:
+            splits, label_set = load_splits(
+                data_dir=args.data_dir,
+                train_file=args.train_file,
+                validation_file=args.validation_file,
+                test_file=args.test_file,
+                labels_file=args.labels_file,
+            )
     except DataError as error:
         raise StopRun(str(error)) from None
     counts = []
@@ -662,7 +705,7 @@ def publish(args, accelerator, best, tokenizer, results):
     model_dir = Path(args.output_dir, "model")
     card_kwargs = dict(
         base_model=bundled_encoder_hub_id(args.encoder) or args.encoder,  # the card leaves other local paths out
-        dataset_name=Path(args.data_dir).name if args.data_dir else None,
+        dataset_name=args.dataset_name or (Path(args.data_dir).name if args.data_dir else None),
         test_metrics=results.get("test", {}),
         validation_metrics=results["validation"],
         hyperparameters=hyperparameters_for_card(args),

@@ -141,3 +141,125 @@ def test_load_splits_reports_every_problem_as_data_error(tmp_path):
     (data / "labels.json").write_text('{"task": "multi_label_classification",\n "labels": [}')
     with pytest.raises(DataError, match=rf"{data / 'labels.json'}:2: not valid JSON"):
         load_splits(data_dir=data)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data sets that `datasets.load_dataset` reads (`--dataset-name`): a folder of parquet files stands in for the Hub, with
+# other column names and labels stored as class ids
+
+
+def parquet_dataset(folder: Path, splits: dict[str, list], class_names: list[str]) -> Path:
+    """`splits` maps a split to `(text, [label names])` pairs, written as `abstract` and `hallmarks` (class ids of a
+    `ClassLabel` whose names are `class_names`)."""
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    features = Features({"abstract": Value("string"), "hallmarks": List(ClassLabel(names=class_names))})
+    folder.mkdir(parents=True)
+    for split, documents in splits.items():
+        rows = {
+            "abstract": [text for text, _ in documents],
+            "hallmarks": [[class_names.index(name) for name in names] for _, names in documents],
+        }
+        Dataset.from_dict(rows, features=features).to_parquet(folder / f"{split}.parquet")
+    return folder
+
+
+def labels_file(path: Path, labels: dict[str, str], task="multi_label_classification") -> Path:
+    spec = {"task": task, "labels": [{"name": name, "description": text} for name, text in labels.items()]}
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_dataset_folder_with_other_columns_and_class_ids_trains(tiny_encoder, tmp_path):
+    documents, labels = keyword_documents(32, seed=3)
+    # The data set numbers its classes in another order than the labels file: ids are read through their names.
+    dataset = parquet_dataset(tmp_path / "hallmarks", {"train": documents[:24], "test": documents[24:]},
+                              class_names=sorted(labels, reverse=True))  # fmt: skip
+    output_dir = tmp_path / "out"
+    args = [
+        "--dataset-name", dataset, "--text-column", "abstract", "--label-column", "hallmarks",
+        "--validation-split-percentage", 25, "--labels-file", labels_file(tmp_path / "labels.json", labels),
+        "--encoder", tiny_encoder, "--output-dir", output_dir, "--max-length", 32, "--epochs", 1, "--batch-size", 4,
+    ]  # fmt: skip
+    code, stdout = train_capturing_stdout(args)
+    assert code == 0
+    assert "has no validation split: 25% of train (seed 42) is held out as validation" in stdout
+    assert "4 labels; train 18 documents, validation 6 documents, test 8 documents" in stdout
+    assert set(read_json(output_dir / "eval_results.json")) >= {"validation", "test"}
+
+
+def test_dataset_labels_as_names_ids_or_class_labels(tmp_path):
+    from datasets import Dataset
+
+    from label_attention.data_label_attention import LabelSet, load_hub_splits
+
+    documents, labels = keyword_documents(12, seed=4)
+    label_set = LabelSet("multi_label_classification", list(labels), list(labels.values()))
+    expected = [[1.0 if name in names else 0.0 for name in label_set.names] for _, names in documents]
+    class_labels = parquet_dataset(tmp_path / "class_labels", {"train": documents, "validation": documents},
+                                   class_names=sorted(labels, reverse=True))  # fmt: skip
+    splits, note = load_hub_splits(str(class_labels), label_set, text_column="abstract", label_column="hallmarks")
+    assert note is None and splits["validation"]["labels"] == expected and "test" not in splits
+
+    texts = [text for text, _ in documents]
+    # Names, and plain integers (positions in the labels file).
+    for name, labels_column in (("names", [names for _, names in documents]),
+                                ("ids", [[label_set.names.index(n) for n in names] for _, names in documents])):
+        (tmp_path / name).mkdir()
+        for split in ("train", "validation"):
+            Dataset.from_dict({"text": texts, "labels": labels_column}).to_parquet(tmp_path / name / f"{split}.parquet")
+        splits, _ = load_hub_splits(str(tmp_path / name), label_set)
+        assert splits["train"]["labels"] == expected == splits["validation"]["labels"]
+
+    # Single-label: one name or one id per document.
+    one_label = LabelSet("single_label_classification", label_set.names, label_set.descriptions)
+    for name, labels_column in (("single_names", [label_set.names[i] for i in (2, 0, 3)]), ("single_ids", [2, 0, 3])):
+        (tmp_path / name).mkdir()
+        for split in ("train", "validation"):
+            rows = {"text": ["a", "b", "c"], "labels": labels_column}
+            Dataset.from_dict(rows).to_parquet(tmp_path / name / f"{split}.parquet")
+        splits, _ = load_hub_splits(str(tmp_path / name), one_label)
+        assert splits["train"]["labels"] == [2, 0, 3] == splits["validation"]["labels"]
+
+
+@pytest.mark.parametrize(
+    "columns, splits, options, message",
+    [
+        (("text", "labels"), ("train",), ["--text-column", "abstract"],
+         "[train]: no column 'abstract'; its columns: ['text', 'labels'] (choose with --text-column)"),
+        (("abstract", "labels"), ("train",), [], "no column 'text'; its columns: ['abstract', 'labels']"),
+        (("text", "labels"), ("test",), [], "no 'train' split; its splits: ['test']"),
+        (("text", "labels"), ("train",), ["--label-column", "text"], "[train] row 0: unknown label 'first'"),
+    ],
+)  # fmt: skip
+def test_dataset_errors_name_the_column_or_split_and_list_what_exists(
+    columns, splits, options, message, tiny_encoder, tmp_path, capsys
+):
+    from datasets import Dataset
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for split in splits:
+        rows = {columns[0]: ["first", "second"], columns[1]: [["angiogenesis"], ["apoptosis"]]}
+        Dataset.from_dict(rows).to_parquet(folder / f"{split}.parquet")
+    args = ["--dataset-name", folder, "--labels-file", labels_file(tmp_path / "labels.json", LABELS), *options]
+    code = train([*args, "--encoder", tiny_encoder, "--output-dir", tmp_path / "out"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--dataset-name", "org/data"], "--dataset-name needs --labels-file"),
+        (["--dataset-name", "org/data", "--labels-file", "l.json", "--data-dir", "d"],
+         "give --dataset-name or --data-dir / --train-file, not both"),
+        (["--dataset-name", "org/data", "--labels-file", "l.json", "--validation-split-percentage", "100"],
+         "--validation-split-percentage: must be a number in (0, 100)"),
+    ],
+)  # fmt: skip
+def test_dataset_options_are_checked_before_loading(options, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train([*options, "--output-dir", tmp_path / "out"])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
