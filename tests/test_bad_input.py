@@ -5,8 +5,6 @@ with exit code 2 for usage and data errors, before any model or data is loaded w
 Nothing here trains for more than a few steps of a tiny model: most cases stop at the argument checks.
 """
 
-import hashlib
-import json
 import re
 import shutil
 import sys
@@ -15,16 +13,17 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
-from transformers import AutoTokenizer
+from transformers import AutoModelForSequenceClassification, pipeline
 
-from tiny_models import MINILM_PATH, VOCAB_SIZE, build_tiny_model  # tests/ helpers (pytest's pythonpath)
+from tiny_models import VOCAB_SIZE, build_tiny_model  # tests/ helpers (pytest's pythonpath)
+from training_runs import folder_digest, read_json, train, write_data_folder
 
 from label_attention import LabelAttentionForSequenceClassification, explain, hub
 from label_attention.data_label_attention import DataError, load_splits
 from label_attention.explain import ExplainError, read_jsonl
 from label_attention.train_accelerate import main
 
+TASK = "multi_label_classification"
 LABELS = {"angiogenesis": "The text mentions angiogenesis.", "apoptosis": "The text mentions apoptosis."}
 LONG_TEXT = "Tumours grow new vessels by angiogenesis. " * 40  # about 280 tokens: more than the tiny encoder's 128
 DOCUMENTS = [(LONG_TEXT, ["angiogenesis"]), ("Cells die by apoptosis.", ["apoptosis"])] * 4
@@ -32,15 +31,6 @@ DOCUMENTS = [(LONG_TEXT, ["angiogenesis"]), ("Cells die by apoptosis.", ["apopto
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def train(argv) -> int:
-    """`main(argv)` in this process. Accelerate keeps its state in process-wide singletons, reset after each run."""
-    try:
-        return main([str(arg) for arg in argv])
-    finally:
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
 
 
 def usage_error(argv, capsys) -> str:
@@ -60,31 +50,6 @@ def error_line(capsys) -> str:
     return line
 
 
-def write_labels(path: Path, encoding="utf-8"):
-    spec = {"task": "multi_label_classification", "labels": [{"name": n, "description": d} for n, d in LABELS.items()]}
-    path.write_text(json.dumps(spec, indent=2), encoding=encoding)
-
-
-def write_jsonl(path: Path, records, encoding="utf-8"):
-    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding=encoding)
-
-
-def data_folder(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_labels(folder / "labels.json")
-    for split in ("train", "validation", "test"):
-        write_jsonl(folder / f"{split}.jsonl", [{"text": text, "labels": labels} for text, labels in DOCUMENTS])
-    return folder
-
-
-def folder_digest(folder: Path) -> dict[str, str]:
-    return {
-        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-
-
 def previous_run(output_dir: Path) -> dict[str, str]:
     """An output folder that already holds a model and its results (their content is never read)."""
     (output_dir / "model").mkdir(parents=True)
@@ -96,13 +61,14 @@ def previous_run(output_dir: Path) -> dict[str, str]:
 
 @pytest.fixture
 def data(tmp_path) -> Path:
-    return data_folder(tmp_path / "data")
+    """A data folder with DOCUMENTS as its train, validation and test splits."""
+    splits = {split: DOCUMENTS for split in ("train", "validation", "test")}
+    return write_data_folder(tmp_path / "data", TASK, LABELS, splits)
 
 
 @pytest.fixture(scope="module")
-def saved_model(tmp_path_factory) -> Path:
+def saved_model(tmp_path_factory, tokenizer) -> Path:
     """A tiny label-attention model saved with its tokenizer and code, as `from_pretrained` loads it."""
-    tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH)
     folder = tmp_path_factory.mktemp("saved") / "model"
     build_tiny_model(tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -243,16 +209,24 @@ def test_damaged_checkpoint_is_reported_and_the_earlier_run_kept(data, tiny_enco
     assert folder_digest(output_dir) == before
 
 
-def test_max_length_beyond_the_encoder_is_clamped_with_a_note(data, tiny_encoder, tmp_path, capsys):
-    """The tiny encoder has 128 positions and the long documents about 280 tokens."""
-    output_dir = tmp_path / "out"
-    argv = ["--data-dir", data, "--encoder", tiny_encoder, "--output-dir", output_dir, "--max-length", 100000]
-    assert train([*argv, "--epochs", 1, "--batch-size", 8]) == 0
+def test_max_length_beyond_the_encoder(data, tiny_encoder, tmp_path, capsys):
+    """The tiny encoder has 128 positions and the long documents about 280 tokens: a baseline's --max-length is
+    clamped with a note; label attention reads the documents whole, in windows, and its saved model keeps reading
+    that long."""
+    argv = ["--data-dir", data, "--encoder", tiny_encoder, "--max-length", 100000, "--epochs", 1, "--batch-size", 8]
+    assert train([*argv, "--output-dir", tmp_path / "mean", "--head", "mean-pooling"]) == 0
     assert (
         "warning: --max-length 100000 is more than the encoder's 128 positions: documents are truncated to 128 tokens"
         in capsys.readouterr().err
     )
-    assert "| max_length | 128 |" in (output_dir / "model" / "README.md").read_text()
+    assert "| max_length | 128 |" in (tmp_path / "mean" / "model" / "README.md").read_text()
+
+    assert train([*argv, "--output-dir", tmp_path / "attention"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    model = tmp_path / "attention" / "model"
+    assert "| max_length | 100000 |" in (model / "README.md").read_text()
+    assert read_json(model / "config.json")["max_document_length"] == 100000
+    assert read_json(model / "tokenizer_config.json")["model_max_length"] == 100000
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -261,8 +235,8 @@ def test_max_length_beyond_the_encoder_is_clamped_with_a_note(data, tiny_encoder
 
 def test_byte_order_marks_are_accepted(tmp_path):
     """Files saved by editors and spreadsheets that write a UTF-8 byte-order mark read as without it."""
-    write_labels(tmp_path / "labels.json", encoding="utf-8-sig")
-    write_jsonl(tmp_path / "train.jsonl", [{"text": text, "labels": labels} for text, labels in DOCUMENTS], "utf-8-sig")
+    write_data_folder(tmp_path, TASK, LABELS, {"train": DOCUMENTS}, encoding="utf-8-sig")
+    assert all((tmp_path / name).read_bytes().startswith(b"\xef\xbb\xbf") for name in ("labels.json", "train.jsonl"))
     rows = "".join(f"{text},{';'.join(labels)}\n" for text, labels in DOCUMENTS)
     (tmp_path / "validation.csv").write_text("text,labels\n" + rows, encoding="utf-8-sig")
     splits, label_set = load_splits(
@@ -279,8 +253,7 @@ def test_byte_order_marks_are_accepted(tmp_path):
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl"])
 def test_file_that_is_not_utf8(suffix, tmp_path):
-    write_labels(tmp_path / "labels.json")
-    write_jsonl(tmp_path / "validation.jsonl", [{"text": "Cells die.", "labels": ["apoptosis"]}])
+    write_data_folder(tmp_path, TASK, LABELS, {"validation": [("Cells die.", ["apoptosis"])]})
     path = tmp_path / f"train.{suffix}"
     if suffix == "csv":
         path.write_text("text,labels\nCells die,apoptosis\nTumeur nécrosée,apoptosis\n", encoding="latin-1")
@@ -295,7 +268,7 @@ def test_file_that_is_not_utf8(suffix, tmp_path):
 
 
 def test_nested_label_lists(data, tiny_encoder, tmp_path, capsys):
-    write_jsonl(data / "train.jsonl", [{"text": "Cells die.", "labels": []}, {"text": "x", "labels": [["apoptosis"]]}])
+    write_data_folder(data, TASK, LABELS, {"train": [("Cells die.", []), ("x", [["apoptosis"]])]})  # train.jsonl anew
     with pytest.raises(DataError, match=re.escape(f"{data / 'train.jsonl'}:2: 'labels' must be a list of label names")):
         load_splits(data_dir=data)
     # Through the training command: exit code 2, one line, nothing written.
@@ -339,8 +312,6 @@ def test_push_refuses_truncated_weights(saved_model, tmp_path, capsys):
 
 def test_loading_truncated_weights_names_the_file(saved_model, tmp_path):
     """from_pretrained, with the class or through the Auto classes and pipeline (remote code), names the damaged file."""
-    from transformers import AutoModelForSequenceClassification, pipeline
-
     folder = truncated_copy(saved_model, tmp_path / "model")
     expected = re.escape(f"{folder / 'model.safetensors'} cannot be read (")
     with pytest.raises(OSError, match=expected):

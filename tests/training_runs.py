@@ -6,9 +6,11 @@ runs are compared bit for bit, which holds at equal thread counts only (a reduct
 
 Data folders are written in the documented format (`labels.json` and one JSON-lines file per split) by
 `write_data_folder`, or from the synthetic keyword corpus (`synthetic_corpus.py`) by `keyword_folder`.
+`folder_digest` fingerprints what a run left in a folder, to check that a refused or failed run changed nothing.
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -54,9 +56,10 @@ def train_capturing_stdout(argv) -> tuple[int, str]:
     return code, stdout.getvalue()
 
 
-def run_child(command, timeout=300, cwd=REPO) -> subprocess.CompletedProcess:
+def run_child(command, timeout=300, cwd=REPO, env=CHILD_ENV) -> subprocess.CompletedProcess:
+    """`command` in a child process; `env` replaces `CHILD_ENV` for a child that must see another environment."""
     return subprocess.run(
-        [str(part) for part in command], cwd=cwd, env=CHILD_ENV, capture_output=True, text=True, timeout=timeout
+        [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -70,14 +73,27 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text())
 
 
-def write_data_folder(folder: Path, task: str, labels: dict[str, str], splits: dict[str, list]) -> Path:
-    """A data folder in the documented format; `splits` maps a split name to `(text, [label names])` pairs."""
+def folder_digest(folder: Path) -> dict[str, str]:
+    """Every file under `folder`, by its path relative to it (`a/b.txt`), with the sha256 of its bytes."""
+    folder = Path(folder)
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def write_data_folder(
+    folder: Path, task: str, labels: dict[str, str], splits: dict[str, list], encoding: str = "utf-8"
+) -> Path:
+    """A data folder in the documented format; `splits` maps a split name to `(text, [label names])` pairs. The files
+    are written in `encoding` (e.g. "utf-8-sig": with a byte-order mark, as some editors save them)."""
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"task": task, "labels": [{"name": name, "description": text} for name, text in labels.items()]}
-    (folder / "labels.json").write_text(json.dumps(spec, indent=2))
+    (folder / "labels.json").write_text(json.dumps(spec, indent=2), encoding=encoding)
     for split, documents in splits.items():
         lines = [json.dumps({"text": text, "labels": names}) for text, names in documents]
-        (folder / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines))
+        (folder / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding=encoding)
     return folder
 
 
