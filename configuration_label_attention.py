@@ -43,6 +43,13 @@ class LabelAttentionConfig(PreTrainedConfig):
             are set, stored with the weights and never updated.
         label_max_length (`int`, *optional*, defaults to 64):
             Length, in tokens, to which label descriptions are truncated and padded when they are tokenised.
+        max_document_length (`int`, *optional*, defaults to 4096):
+            Longest document read, in tokens; longer inputs are truncated to it (with a warning). Documents longer
+            than the encoder accepts (its position embeddings: 512 for BERT) are read in windows of the encoder's
+            length, encoded as one batch, and the labels attend over the token states of all windows.
+        document_window_overlap (`int`, *optional*, defaults to 0):
+            Tokens shared by consecutive windows; each token's state comes from the window in which it is more
+            central, so overlapping windows give tokens near a window's edge context on both sides.
         decision_thresholds (`list[float]`, *optional*):
             Multi-label only: one probability threshold per label, used by `predict` (0.5 for every label when
             unset). Training tunes them on validation data.
@@ -79,6 +86,8 @@ class LabelAttentionConfig(PreTrainedConfig):
     label_pooling: str = "first"
     fixed_label_embeddings: bool = False
     label_max_length: int = 64
+    max_document_length: int = 4096
+    document_window_overlap: int = 0
     decision_thresholds: list[float] | None = None
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
@@ -123,6 +132,10 @@ class LabelAttentionConfig(PreTrainedConfig):
                 f"The encoder's hidden size ({self.hidden_size}) is not divisible by label_attention_heads "
                 f"({self.label_attention_heads})."
             )
+        if self.max_document_length < 1:
+            raise ValueError(f"max_document_length must be at least 1, got {self.max_document_length}.")
+        if self.document_window_overlap < 0:
+            raise ValueError(f"document_window_overlap must be at least 0, got {self.document_window_overlap}.")
         names = list(self.id2label.values())
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -210,9 +210,8 @@ def combine_attentions(attentions: tuple[torch.Tensor, ...], block: int | None =
 
 def _max_length(model, tokenizer, max_length: int) -> int:
     limits = [max_length]
-    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    if getattr(base, "max_document_length", None):
-        limits.append(base.max_document_length)
+    if getattr(model.config, "max_document_length", None):  # longer documents are read in windows up to this
+        limits.append(model.config.max_document_length)
     tokenizer_limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(tokenizer_limit, int) and tokenizer_limit < 1_000_000:  # "very large" means unset
         limits.append(tokenizer_limit)

@@ -6,6 +6,7 @@ each label's attended representation into that label's logit.
 """
 
 import inspect
+import math
 import os
 from dataclasses import dataclass
 
@@ -14,9 +15,11 @@ from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_label_attention import LabelAttentionConfig
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -175,7 +178,13 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
         # Label embeddings computed once per eval/inference phase; dropped whenever the train/eval mode changes.
         self.register_buffer("_cached_label_embeddings", None, persistent=False)
         self.encoder_accepts_token_type_ids = "token_type_ids" in inspect.signature(self.encoder.forward).parameters
-        self.max_document_length = _max_positions(self.encoder)
+        # Longer documents are read in windows of this many tokens (None: the encoder reads any length at once).
+        self.window_length = _max_positions(self.encoder)
+        if self.window_length is not None and config.document_window_overlap >= self.window_length:
+            raise ValueError(
+                f"document_window_overlap ({config.document_window_overlap}) must be less than the encoder's window "
+                f"of {self.window_length} tokens."
+            )
         self.post_init()
 
     def get_input_embeddings(self):
@@ -243,6 +252,35 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
                 self._cached_label_embeddings = self.encode_label_descriptions()
         return self._cached_label_embeddings
 
+    def encode_documents(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """The encoder's token states of the documents, `(batch, sequence_length, hidden_size)`.
+
+        A document longer than the encoder's window is cut into windows (`config.document_window_overlap` tokens
+        shared by neighbours) that are encoded as one batch, as PLM-ICD reads long clinical notes; each token's
+        state is taken from the window in which it is more central, so position `t` of the result is token `t`.
+        """
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        window, length = self.window_length, input_ids.shape[1]
+        if window is None or length <= window:
+            return self.encoder(**inputs).last_hidden_state
+        overlap = self.config.document_window_overlap
+        stride = window - overlap
+        num_windows = 1 + math.ceil((length - window) / stride)
+        padding = (num_windows - 1) * stride + window - length  # the last window is padded (masked) to full length
+        windows = {
+            name: nn.functional.pad(tensor, (0, padding)).unfold(1, window, stride)  # (batch, num_windows, window)
+            for name, tensor in inputs.items()
+        }
+        has_tokens = windows["attention_mask"].any(-1)  # windows of a short document's padding are not encoded
+        encoded = self.encoder(**{name: tensor[has_tokens] for name, tensor in windows.items()}).last_hidden_state
+        states = encoded.new_zeros(*has_tokens.shape, window, encoded.shape[-1])
+        states[has_tokens] = encoded
+        positions = torch.arange(length, device=input_ids.device)
+        window_of = ((positions - overlap // 2).clamp(min=0) // stride).clamp(max=num_windows - 1)
+        return states[:, window_of, positions - window_of * stride]
+
     def _check_inputs(self, input_ids, token_type_ids):
         if input_ids is None:
             raise ValueError("input_ids are required.")
@@ -259,11 +297,6 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
             raise ValueError(
                 f"input_ids must be token ids in [0, {vocab_size}), the encoder's vocabulary; got ids from "
                 f"{int(input_ids.min())} to {int(input_ids.max())}. Tokenise with the model's own tokenizer."
-            )
-        if self.max_document_length is not None and input_ids.shape[1] > self.max_document_length:
-            raise ValueError(
-                f"The input has {input_ids.shape[1]} tokens but the encoder accepts at most "
-                f"{self.max_document_length}. Tokenise with truncation=True (pipeline: pass truncation=True)."
             )
         if token_type_ids is not None and not self.encoder_accepts_token_type_ids:
             raise ValueError(f"The {self.config.encoder.model_type} encoder takes no token_type_ids; leave them out.")
@@ -285,10 +318,15 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
         self._check_inputs(input_ids, token_type_ids)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            encoder_inputs["token_type_ids"] = token_type_ids
-        document_states = self.encoder(**encoder_inputs).last_hidden_state
+        if input_ids.shape[1] > self.config.max_document_length:
+            logger.warning_once(
+                f"Documents longer than max_document_length ({self.config.max_document_length} tokens) are truncated "
+                "to it; set config.max_document_length to read more."
+            )
+            keep = slice(None, self.config.max_document_length)
+            input_ids, attention_mask = input_ids[:, keep], attention_mask[:, keep]
+            token_type_ids = token_type_ids[:, keep] if token_type_ids is not None else None
+        document_states = self.encode_documents(input_ids, attention_mask, token_type_ids)
 
         label_states = self.label_embeddings().to(document_states.dtype)
         label_states = label_states.unsqueeze(0).expand(input_ids.shape[0], -1, -1)
@@ -330,9 +368,10 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
 
         Loads the encoder's weights and tokenizer (a local folder or a Hub id), tokenises the label descriptions
         with that tokenizer, and returns `(model, tokenizer)`, the model in eval mode. Save the tokenizer beside the
-        model so that `pipeline` can load both from the same folder. The tokenizer's `model_max_length` is capped at
-        the longest input the encoder accepts, so that `truncation=True` always fits it. `label_attention_kwargs` are
-        any other [`LabelAttentionConfig`] arguments (e.g. `label_attention_blocks=2`, `label_pooling="mean"`).
+        model so that `pipeline` can load both from the same folder. The tokenizer's `model_max_length` is set to
+        `config.max_document_length`, the longest document the model reads, so that `truncation=True` keeps what it
+        reads. `label_attention_kwargs` are any other [`LabelAttentionConfig`] arguments (e.g.
+        `label_attention_blocks=2`, `label_pooling="mean"`).
         """
         tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path)
         # A half-precision checkpoint must not load as such: the new layers are built in the default dtype.
@@ -348,10 +387,9 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         model = cls(config)
         model.label_attention.encoder = _without_pooler(encoder)
         model.label_attention.set_label_descriptions(tokenizer)
-        max_length = model.label_attention.max_document_length
-        if max_length is not None and tokenizer.model_max_length > max_length:
-            # Tokenizers without a declared maximum length would not truncate to what the encoder accepts.
-            tokenizer.model_max_length = max_length
+        # `truncation=True` (and `pipeline`) then keeps what the model reads: documents longer than the encoder's
+        # window are read in windows.
+        tokenizer.model_max_length = config.max_document_length
         model.eval()  # as `from_pretrained` returns it; call `model.train()` to fine-tune
         return model, tokenizer
 

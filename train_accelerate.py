@@ -561,17 +561,23 @@ def load_data(args, accelerator):
 
 
 def load_model(args, label_set, accelerator):
-    """`build_model`, with --max-length clamped to the encoder's positions."""
+    """`build_model`. Label attention reads --max-length tokens in windows of the encoder's length (and its saved
+    config keeps reading that long); the baselines' --max-length is clamped to the encoder's positions."""
     try:
         model, tokenizer = build_model(args, label_set)
     except OSError as error:  # e.g. a Hub id that does not exist, or no network to fetch it
         raise StopRun(f"--encoder {args.encoder}: cannot load it: {' '.join(str(error).split())}") from None
+    if args.head == "label-attention":
+        if args.max_length > model.config.max_document_length:
+            model.config.max_document_length = tokenizer.model_max_length = args.max_length
+        return model, tokenizer
     max_positions = _max_positions(encoder_of(model))
     if max_positions is not None and args.max_length > max_positions:
         if accelerator.is_main_process:
             print(
                 f"warning: --max-length {args.max_length} is more than the encoder's {max_positions} positions: "
-                f"documents are truncated to {max_positions} tokens",
+                f"documents are truncated to {max_positions} tokens (label attention reads longer documents in "
+                "windows)",
                 file=sys.stderr,
             )
         args.max_length = max_positions  # also what the card records

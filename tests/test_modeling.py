@@ -3,12 +3,10 @@
 import pytest
 import torch
 from tiny_models import (
-    ABSOLUTE_POSITION_FAMILIES,
     DOCUMENTS,
     FAMILIES,
     LABEL_DESCRIPTIONS,
     LABEL_NAMES,
-    MAX_POSITIONS,
     encode,
     tiny_config,
 )
@@ -264,24 +262,6 @@ def test_single_label_bad_labels(make_model, tokenizer, labels, message):
     model = make_model(problem_type="single_label_classification")
     with pytest.raises(ValueError, match=message):
         model(**encode(tokenizer, DOCUMENTS), labels=labels)
-
-
-@pytest.mark.parametrize("family", ABSOLUTE_POSITION_FAMILIES)
-def test_input_longer_than_encoder_positions(make_model, family):
-    model = make_model(family)
-    assert model.label_attention.max_document_length == MAX_POSITIONS
-    longest = torch.randint(1000, 2000, (1, MAX_POSITIONS))
-    with torch.no_grad():
-        assert model(input_ids=longest).logits.shape == (1, NUM_LABELS)
-        with pytest.raises(ValueError, match=f"at most {MAX_POSITIONS}.*truncation=True"):
-            model(input_ids=torch.randint(1000, 2000, (1, MAX_POSITIONS + 1)))
-
-
-def test_relative_position_encoder_has_no_length_limit(make_model):
-    model = make_model("deberta-v2")
-    assert model.label_attention.max_document_length is None
-    with torch.no_grad():
-        assert model(input_ids=torch.randint(1000, 2000, (1, MAX_POSITIONS + 20))).logits.shape == (1, NUM_LABELS)
 
 
 def test_input_ids_required_and_two_dimensional(make_model):

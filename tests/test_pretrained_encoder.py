@@ -24,7 +24,7 @@ def test_minilm_weights_and_descriptions():
     assert model.config.hidden_size == 384 and model.config.label_attention_heads == 12
     assert model.config.id2label == dict(enumerate(LABEL_NAMES))
     assert model.config.label_pooling == "mean"
-    assert tokenizer.model_max_length == 512
+    assert tokenizer.model_max_length == model.config.max_document_length == 4096  # read in windows of 512
     expected_ids = tokenizer(LABEL_DESCRIPTIONS, padding="max_length", max_length=64, return_tensors="pt")["input_ids"]
     assert torch.equal(model.label_attention.label_input_ids, expected_ids)
     outputs = model.eval()(**tokenizer(DOCUMENTS, padding=True, return_tensors="pt"))
@@ -66,11 +66,11 @@ def test_encoder_config_saved_in_half_precision_builds_a_float32_model(tokenizer
         assert torch.isfinite(model.eval()(**encode(tokenizer, DOCUMENTS)).logits).all()
 
 
-def test_pipeline_truncates_to_the_encoder_length(half_precision_encoder):
+def test_pipeline_truncates_to_the_longest_document_read(half_precision_encoder):
     model, tokenizer = LabelAttentionForSequenceClassification.from_encoder_pretrained(
         half_precision_encoder, LABEL_NAMES, LABEL_DESCRIPTIONS
     )
-    assert tokenizer.model_max_length == 64
+    assert tokenizer.model_max_length == model.config.max_document_length  # the tokenizer declared none
     classifier = pipeline("text-classification", model=model.eval(), tokenizer=tokenizer, top_k=None)
     long_text = "Tumour cells divide and spread. " * 40
     (scores,) = classifier([long_text], truncation=True)
