@@ -30,6 +30,9 @@ class LabelAttentionConfig(PreTrainedConfig):
             encoder's number of attention heads.
         label_attention_intermediate_size (`int`, *optional*):
             Width of the feed-forward layer of each block. Defaults to four times the encoder's hidden size.
+        label_attention_feed_forward (`bool`, *optional*, defaults to `True`):
+            Whether each block ends with a feed-forward layer (with residual and LayerNorm). It runs per label and
+            per document, so with thousands of labels it costs more than the attention; `False` is the lighter block.
         label_attention_dropout (`float`, *optional*, defaults to 0.1):
             Dropout on the attention weights and on the residual branches of the blocks.
         classifier_dropout (`float`, *optional*, defaults to 0.1):
@@ -41,6 +44,10 @@ class LabelAttentionConfig(PreTrainedConfig):
             If `False` (the paper's scheme), descriptions are re-encoded at every training step, so gradients reach
             the encoder through them too. If `True`, the label embeddings are computed once, when the descriptions
             are set, stored with the weights and never updated.
+        trained_labels_per_step (`int`, *optional*):
+            For large label sets: at each training step, re-encode (with gradients) only this many randomly chosen
+            descriptions; the other labels use embeddings computed without gradients when training (re)starts and
+            refreshed whenever their description is re-encoded. `None` (default) re-encodes all of them.
         label_max_length (`int`, *optional*, defaults to 64):
             Length, in tokens, to which label descriptions are truncated and padded when they are tokenised.
         max_document_length (`int`, *optional*, defaults to 4096):
@@ -81,10 +88,12 @@ class LabelAttentionConfig(PreTrainedConfig):
     label_attention_blocks: int = 1
     label_attention_heads: int | None = None
     label_attention_intermediate_size: int | None = None
+    label_attention_feed_forward: bool = True
     label_attention_dropout: float = 0.1
     classifier_dropout: float = 0.1
     label_pooling: str = "first"
     fixed_label_embeddings: bool = False
+    trained_labels_per_step: int | None = None
     label_max_length: int = 64
     max_document_length: int = 4096
     document_window_overlap: int = 0
@@ -134,6 +143,8 @@ class LabelAttentionConfig(PreTrainedConfig):
             )
         if self.max_document_length < 1:
             raise ValueError(f"max_document_length must be at least 1, got {self.max_document_length}.")
+        if self.trained_labels_per_step is not None and self.trained_labels_per_step < 1:
+            raise ValueError(f"trained_labels_per_step must be at least 1, got {self.trained_labels_per_step}.")
         if self.document_window_overlap < 0:
             raise ValueError(f"document_window_overlap must be at least 0, got {self.document_window_overlap}.")
         names = list(self.id2label.values())

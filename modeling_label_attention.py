@@ -21,6 +21,9 @@ from .configuration_label_attention import LabelAttentionConfig
 
 logger = logging.get_logger(__name__)
 
+# Label descriptions encoded at a time: bounds the memory of encoding thousands of them.
+LABEL_ENCODING_BATCH = 256
+
 
 @dataclass
 class LabelAttentionModelOutput(ModelOutput):
@@ -43,7 +46,8 @@ class LabelAttentionModelOutput(ModelOutput):
 
 
 class LabelAttentionBlock(nn.Module):
-    """Labels attend over the document's tokens; then residual + LayerNorm, feed-forward, residual + LayerNorm."""
+    """Labels attend over the document's tokens; then residual + LayerNorm, and (unless
+    `config.label_attention_feed_forward` is off) feed-forward, residual + LayerNorm."""
 
     def __init__(self, config: LabelAttentionConfig):
         super().__init__()
@@ -52,13 +56,15 @@ class LabelAttentionBlock(nn.Module):
             hidden_size, config.label_attention_heads, dropout=config.label_attention_dropout, batch_first=True
         )
         self.attention_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
-        self.feed_forward = nn.Sequential(
-            nn.Linear(hidden_size, config.label_attention_intermediate_size),
-            nn.GELU(),
-            nn.Dropout(config.label_attention_dropout),
-            nn.Linear(config.label_attention_intermediate_size, hidden_size),
-        )
-        self.output_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = self.output_norm = None
+        if config.label_attention_feed_forward:  # per label and document: most of the block's cost at many labels
+            self.feed_forward = nn.Sequential(
+                nn.Linear(hidden_size, config.label_attention_intermediate_size),
+                nn.GELU(),
+                nn.Dropout(config.label_attention_dropout),
+                nn.Linear(config.label_attention_intermediate_size, hidden_size),
+            )
+            self.output_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.label_attention_dropout)
 
     def forward(self, label_states, document_states, document_padding_mask, output_attentions=False):
@@ -71,7 +77,8 @@ class LabelAttentionBlock(nn.Module):
             average_attn_weights=False,
         )
         label_states = self.attention_norm(label_states + self.dropout(attended))
-        label_states = self.output_norm(label_states + self.dropout(self.feed_forward(label_states)))
+        if self.feed_forward is not None:
+            label_states = self.output_norm(label_states + self.dropout(self.feed_forward(label_states)))
         return label_states, weights
 
 
@@ -175,7 +182,8 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
         self.register_buffer("label_attention_mask", torch.zeros(description_shape, dtype=torch.long))
         if config.fixed_label_embeddings:
             self.register_buffer("fixed_label_embeddings", torch.zeros(config.num_labels, config.hidden_size))
-        # Label embeddings computed once per eval/inference phase; dropped whenever the train/eval mode changes.
+        # Label embeddings computed once per eval/inference phase (and, with `trained_labels_per_step`, the detached
+        # embeddings of the labels not re-encoded in training); dropped whenever the train/eval mode changes.
         self.register_buffer("_cached_label_embeddings", None, persistent=False)
         self.encoder_accepts_token_type_ids = "token_type_ids" in inspect.signature(self.encoder.forward).parameters
         # Longer documents are read in windows of this many tokens (None: the encoder reads any length at once).
@@ -226,31 +234,53 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
             self.fixed_label_embeddings.copy_(self.encode_label_descriptions())
             self.train(was_training)
 
-    def encode_label_descriptions(self) -> torch.Tensor:
-        """Encode every label description and pool it into one embedding: shape `(num_labels, hidden_size)`."""
-        mask = self.label_attention_mask
-        if not mask.any():
+    def encode_label_descriptions(self, label_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode the label descriptions (all, or those of `label_ids`) and pool each into one embedding: shape
+        `(num_labels, hidden_size)`. They are encoded `LABEL_ENCODING_BATCH` at a time, so that many labels fit."""
+        if not self.label_attention_mask.any():
             raise ValueError(
                 "The label descriptions have not been tokenised: call `set_label_descriptions(tokenizer)` or build "
                 "the model with `LabelAttentionForSequenceClassification.from_encoder_pretrained`."
             )
+        input_ids, mask = self.label_input_ids, self.label_attention_mask
+        if label_ids is not None:
+            input_ids, mask = input_ids[label_ids], mask[label_ids]
+        starts = range(0, len(input_ids), LABEL_ENCODING_BATCH)
+        parts = [slice(start, start + LABEL_ENCODING_BATCH) for start in starts]
+        return torch.cat([self._pooled_descriptions(input_ids[part], mask[part]) for part in parts])
+
+    def _pooled_descriptions(self, input_ids, mask) -> torch.Tensor:
         used_length = int(mask.sum(-1).max())  # skip padding columns that no description reaches
-        input_ids, mask = self.label_input_ids[:, :used_length], mask[:, :used_length]
+        input_ids, mask = input_ids[:, :used_length], mask[:, :used_length]
         states = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
         if self.config.label_pooling == "first":
             return states[:, 0]
         return mean_pool(states, mask)
 
     def label_embeddings(self) -> torch.Tensor:
-        """Label embeddings for this forward pass: re-encoded while training, cached otherwise."""
+        """Label embeddings for this forward pass: re-encoded while training (all of them, or
+        `config.trained_labels_per_step` of them), cached otherwise."""
         if self.config.fixed_label_embeddings:
             return self.fixed_label_embeddings
-        if self.training:
+        if not self.training:
+            if self._cached_label_embeddings is None:
+                with torch.no_grad():
+                    self._cached_label_embeddings = self.encode_label_descriptions()
+            return self._cached_label_embeddings
+        sample = self.config.trained_labels_per_step
+        if sample is None or sample >= self.config.num_labels:
             return self.encode_label_descriptions()
+        # Many labels: re-encode a random sample with gradients; the others come from a cache of detached embeddings,
+        # computed in full (without dropout) when training (re)starts and refreshed whenever a label is re-encoded.
         if self._cached_label_embeddings is None:
+            self.encoder.eval()
             with torch.no_grad():
                 self._cached_label_embeddings = self.encode_label_descriptions()
-        return self._cached_label_embeddings
+            self.encoder.train()
+        sampled = torch.randperm(self.config.num_labels, device=self.label_input_ids.device)[:sample]
+        fresh = self.encode_label_descriptions(sampled)
+        self._cached_label_embeddings[sampled] = fresh.detach()
+        return self._cached_label_embeddings.index_copy(0, sampled, fresh)
 
     def encode_documents(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         """The encoder's token states of the documents, `(batch, sequence_length, hidden_size)`.

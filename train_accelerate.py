@@ -195,8 +195,17 @@ def parse_args(argv=None):
     )  # fmt: skip
     model.add_argument("--fixed-label-embeddings", action="store_true", help="Encode descriptions once; never update.")
     model.add_argument(
+        "--trained-labels-per-step", type=positive_int,
+        help="Large label sets: re-encode only this many random descriptions per step (the others: cached).",
+    )  # fmt: skip
+    model.add_argument(
+        "--no-label-feed-forward", action="store_true",
+        help="The lighter label-attention block: no feed-forward layer (cheaper with thousands of labels).",
+    )  # fmt: skip
+    model.add_argument(
         "--max-length", type=positive_int, default=256,
-        help="Documents are truncated to this many tokens (at most the encoder's maximum input length).",
+        help="Documents are truncated to this many tokens (label attention reads beyond the encoder's positions in "
+        "windows; the baselines read at most that).",
     )  # fmt: skip
 
     train = parser.add_argument_group("training")
@@ -287,6 +296,8 @@ def build_model(args, label_set):
             label_attention_heads=args.label_attention_heads,
             label_pooling=args.label_pooling,
             fixed_label_embeddings=args.fixed_label_embeddings,
+            trained_labels_per_step=args.trained_labels_per_step,
+            label_attention_feed_forward=not args.no_label_feed_forward,
         )
     tokenizer = AutoTokenizer.from_pretrained(args.encoder)
     labels = dict(
@@ -822,7 +833,8 @@ def hyperparameters_for_card(args) -> dict:
     keys = (
         "head", "max_length", "epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
         "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "mixed_precision",
-        "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "tune_thresholds",
+        "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "trained_labels_per_step",
+        "no_label_feed_forward", "tune_thresholds",
     )  # fmt: skip
     return {key: getattr(args, key) for key in keys}
 

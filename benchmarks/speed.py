@@ -33,10 +33,13 @@ def synthetic_labels(count):
     return names, descriptions
 
 
-def build(head, encoder, num_labels):
+def build(head, encoder, num_labels, config=None):
+    """The model to time; `config`: label-attention config arguments (e.g. the lighter block)."""
     names, descriptions = synthetic_labels(num_labels)
     if head == "label-attention":
-        model, _ = LabelAttentionForSequenceClassification.from_encoder_pretrained(encoder, names, descriptions)
+        model, _ = LabelAttentionForSequenceClassification.from_encoder_pretrained(
+            encoder, names, descriptions, **(config or {})
+        )
     else:
         model = AutoModelForSequenceClassification.from_pretrained(
             encoder, num_labels=num_labels, problem_type="multi_label_classification"
@@ -58,10 +61,10 @@ def time_steps(step, steps, warmup):
     return (time.perf_counter() - started) / steps
 
 
-def measure(head, mode, encoder, num_labels, batch_size, length, steps, warmup):
+def measure(head, mode, encoder, num_labels, batch_size, length, steps, warmup, config=None):
     """One measurement, meant to run in its own process so that peak memory is its own."""
     torch.manual_seed(0)
-    model = build(head, encoder, num_labels)
+    model = build(head, encoder, num_labels, config)
     inputs = batch_of(AutoTokenizer.from_pretrained(encoder), batch_size, length)
     if mode == "train":
         model.train()
@@ -88,9 +91,18 @@ def measure(head, mode, encoder, num_labels, batch_size, length, steps, warmup):
     return {"seconds_per_batch": seconds, "peak_rss_mib": peak_mib, **rate}
 
 
-def measure_in_subprocess(**kwargs):
+def measure_in_subprocess(memory_limit_gib=None, **kwargs):
+    """`measure(**kwargs)` in a fresh process; `memory_limit_gib` caps its address space, so that a configuration
+    too large for the machine fails alone (CalledProcessError) instead of calling the kernel's OOM killer."""
+
+    def limit_memory():
+        limit = int(memory_limit_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
     command = [sys.executable, __file__, "--measure", json.dumps(kwargs)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    output = subprocess.run(
+        command, check=True, capture_output=True, text=True, preexec_fn=limit_memory if memory_limit_gib else None
+    ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 

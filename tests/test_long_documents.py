@@ -182,3 +182,16 @@ def test_explanations_point_into_the_whole_text(tokenizer):
         assert all(text[word.start : word.end] == word.word for word in label.words)
         assert any(word.start >= last_window_start for word in label.words[:20])
         assert sum(word.weight for word in label.words) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_long_document_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path, monkeypatch):
+    """Smoke test (not a measure): the script times a window and two windows, and writes its table."""
+    from training_runs import import_benchmark
+
+    script = import_benchmark("long_documents", monkeypatch)
+    output = tmp_path / "long"
+    script.main(["--encoder", str(tiny_encoder), "--lengths", "128,256", "--window", "128", "--steps", "1",
+                 "--warmup", "0", "--output", str(output)])  # fmt: skip
+    rows = json.loads(output.with_suffix(".json").read_text())["rows"]
+    assert [row["length"] for row in rows] == [128, 256] and rows[0]["per_token_ratio"] == 1.0
+    assert "cost per token" in output.with_suffix(".md").read_text()

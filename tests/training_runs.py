@@ -124,3 +124,14 @@ def keyword_args(data, encoder, output_dir, *extra, learning_rate="3e-3"):
         "--data-dir", data, "--encoder", encoder, "--output-dir", output_dir, "--max-length", 32,
         "--learning-rate", learning_rate, "--head-learning-rate", learning_rate, "--warmup-ratio", 0, *extra,
     ]  # fmt: skip
+
+
+def import_benchmark(name: str, monkeypatch):
+    """The script `benchmarks/<name>.py` (on pytest's pythonpath) as a module, its measurements taken in this
+    process (a smoke test checks that it runs and writes its tables, not what it measures)."""
+    import importlib
+
+    speed = importlib.import_module("speed")
+    script = importlib.import_module(name)
+    monkeypatch.setattr(script, "measure_in_subprocess", lambda memory_limit_gib=None, **kwargs: speed.measure(**kwargs))
+    return script

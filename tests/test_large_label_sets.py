@@ -1,0 +1,92 @@
+"""Large label sets: descriptions encoded in slices, a sampled subset of them re-encoded per training step
+(`trained_labels_per_step`), and the lighter block without the per-label feed-forward layer."""
+
+import pytest
+import torch
+from tiny_models import LABEL_NAMES, tiny_config
+from training_runs import keyword_args, read_json, train
+from transformers import AutoModelForSequenceClassification
+
+import label_attention.modeling_label_attention as modeling
+from label_attention import LabelAttentionForSequenceClassification
+
+
+def dropout_free_model(tokenizer, **kwargs):
+    config = tiny_config(**kwargs)
+    config.encoder.hidden_dropout_prob = config.encoder.attention_probs_dropout_prob = 0.0
+    torch.manual_seed(0)
+    model = LabelAttentionForSequenceClassification(config)
+    model.set_label_descriptions(tokenizer)
+    return model.eval()
+
+
+def test_descriptions_encoded_in_slices_give_the_same_embeddings(tokenizer, monkeypatch):
+    model = dropout_free_model(tokenizer)
+    with torch.no_grad():
+        whole = model.label_attention.encode_label_descriptions()
+        monkeypatch.setattr(modeling, "LABEL_ENCODING_BATCH", 2)
+        sliced = model.label_attention.encode_label_descriptions()
+        some = model.label_attention.encode_label_descriptions(torch.tensor([2, 0]))
+    torch.testing.assert_close(sliced, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(some, whole[[2, 0]], atol=1e-5, rtol=1e-5)
+
+
+def test_only_the_sampled_descriptions_carry_gradients(tokenizer):
+    model = dropout_free_model(tokenizer, trained_labels_per_step=1)
+    base = model.label_attention
+    with torch.no_grad():
+        expected = base.encode_label_descriptions()
+    model.train()
+    torch.manual_seed(0)
+    (sampled,) = torch.randperm(len(LABEL_NAMES))[:1].tolist()
+    torch.manual_seed(0)
+    embeddings = base.label_embeddings()
+    torch.testing.assert_close(embeddings, expected, atol=1e-5, rtol=1e-5)  # fresh and cached rows agree
+    word_embeddings = base.encoder.embeddings.word_embeddings.weight
+    direction = torch.randn(embeddings.shape[1])  # not the sum: a LayerNorm output sums to a constant
+    for label in range(len(LABEL_NAMES)):
+        output = (embeddings[label] * direction).sum()
+        (gradient,) = torch.autograd.grad(output, word_embeddings, retain_graph=True, allow_unused=True)
+        reaches_encoder = gradient is not None and bool(gradient.abs().sum() > 0)
+        assert reaches_encoder == (label == sampled), label
+
+
+def test_trained_labels_per_step_is_checked():
+    with pytest.raises(ValueError, match="trained_labels_per_step must be at least 1"):
+        tiny_config(trained_labels_per_step=0)
+
+
+def test_lighter_block_has_no_feed_forward_and_round_trips(tokenizer, tmp_path):
+    full, light = dropout_free_model(tokenizer), dropout_free_model(tokenizer, label_attention_feed_forward=False)
+    assert any("feed_forward" in name for name in full.state_dict())
+    assert not any("feed_forward" in name or "output_norm" in name for name in light.state_dict())
+    assert sum(p.numel() for p in light.parameters()) < sum(p.numel() for p in full.parameters())
+    light.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path, trust_remote_code=True).eval()
+    inputs = {"input_ids": torch.randint(1000, 2000, (2, 12))}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, light(**inputs).logits)
+
+
+def test_training_script_flags_for_large_label_sets(tiny_encoder, small_keywords, tmp_path):
+    output_dir = tmp_path / "out"
+    args = keyword_args(small_keywords, tiny_encoder, output_dir, "--epochs", 1, "--batch-size", 8,
+                        "--trained-labels-per-step", 2, "--no-label-feed-forward")  # fmt: skip
+    assert train(args) == 0
+    config = read_json(output_dir / "model" / "config.json")
+    assert config["trained_labels_per_step"] == 2 and config["label_attention_feed_forward"] is False
+
+
+def test_large_label_set_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path, monkeypatch):
+    """Smoke test (not a measure): the script runs every case on a handful of labels and writes its table."""
+    import json
+
+    from training_runs import import_benchmark
+
+    script = import_benchmark("large_label_sets", monkeypatch)
+    output = tmp_path / "large"
+    script.main(["--encoder", str(tiny_encoder), "--num-labels", "6", "--sample", "2", "--batch-size", "2",
+                 "--length", "16", "--steps", "1", "--warmup", "0", "--output", str(output)])  # fmt: skip
+    rows = json.loads(output.with_suffix(".json").read_text())["rows"]
+    assert len(rows) == 7 and all(row["seconds_per_batch"] > 0 for row in rows)
+    assert "2 descriptions re-encoded" in output.with_suffix(".md").read_text()
