@@ -68,18 +68,46 @@ class LabelAttentionBlock(nn.Module):
         self.dropout = nn.Dropout(config.label_attention_dropout)
 
     def forward(self, label_states, document_states, document_padding_mask, output_attentions=False):
-        attended, weights = self.attention(
-            label_states,
-            document_states,
-            document_states,
-            key_padding_mask=document_padding_mask,
-            need_weights=output_attentions,
-            average_attn_weights=False,
-        )
+        """`label_states`: `(batch, num_labels, hidden)`, or `(num_labels, hidden)` shared by the batch (the label
+        embeddings entering the first block), whose query projection is then computed once, not per document."""
+        batch_size = document_states.shape[0]
+        if output_attentions:  # nn.MultiheadAttention returns the weights, per head
+            queries = label_states.expand(batch_size, -1, -1) if label_states.dim() == 2 else label_states
+            attended, weights = self.attention(
+                queries,
+                document_states,
+                document_states,
+                key_padding_mask=document_padding_mask,
+                need_weights=True,
+                average_attn_weights=False,
+            )
+        else:
+            attended, weights = self._attend(label_states, document_states, document_padding_mask), None
         label_states = self.attention_norm(label_states + self.dropout(attended))
         if self.feed_forward is not None:
             label_states = self.output_norm(label_states + self.dropout(self.feed_forward(label_states)))
         return label_states, weights
+
+    def _attend(self, label_states, document_states, document_padding_mask):
+        """`self.attention`'s computation with its own weights, through `scaled_dot_product_attention` (no
+        `(batch, heads, labels, tokens)` weights kept), projecting shared label states once for the whole batch."""
+        attention = self.attention
+        heads, head_size = attention.num_heads, attention.head_dim
+        query_weight, key_weight, value_weight = attention.in_proj_weight.chunk(3)
+        query_bias, key_bias, value_bias = attention.in_proj_bias.chunk(3)
+        batch_size, length = document_states.shape[:2]
+
+        def split_heads(states):  # (..., n, hidden) -> (..., heads, n, head_size)
+            return states.unflatten(-1, (heads, head_size)).transpose(-3, -2)
+
+        queries = split_heads(nn.functional.linear(label_states, query_weight, query_bias))
+        queries = queries.expand(batch_size, -1, -1, -1)
+        keys = split_heads(nn.functional.linear(document_states, key_weight, key_bias))
+        values = split_heads(nn.functional.linear(document_states, value_weight, value_bias))
+        attend_to = ~document_padding_mask.view(batch_size, 1, 1, length)
+        dropout = attention.dropout if self.training else 0.0
+        attended = nn.functional.scaled_dot_product_attention(queries, keys, values, attend_to, dropout_p=dropout)
+        return attention.out_proj(attended.transpose(1, 2).flatten(-2))
 
 
 class LabelScorer(nn.Module):
@@ -358,8 +386,7 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
             token_type_ids = token_type_ids[:, keep] if token_type_ids is not None else None
         document_states = self.encode_documents(input_ids, attention_mask, token_type_ids)
 
-        label_states = self.label_embeddings().to(document_states.dtype)
-        label_states = label_states.unsqueeze(0).expand(input_ids.shape[0], -1, -1)
+        label_states = self.label_embeddings().to(document_states.dtype)  # shared by the batch until the first block
         padding_mask = attention_mask == 0
         all_attentions = () if output_attentions else None
         for block in self.blocks:

@@ -90,3 +90,16 @@ def test_large_label_set_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_p
     rows = json.loads(output.with_suffix(".json").read_text())["rows"]
     assert len(rows) == 7 and all(row["seconds_per_batch"] > 0 for row in rows)
     assert "2 descriptions re-encoded" in output.with_suffix(".md").read_text()
+
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_the_fast_attention_path_matches_the_one_returning_weights(make_model, tokenizer, blocks):
+    """Without `output_attentions`, the labels' queries are projected once per batch and attention runs through
+    `scaled_dot_product_attention`; with it, through `nn.MultiheadAttention`: the same logits."""
+    from tiny_models import DOCUMENTS, encode
+
+    model = make_model(label_attention_blocks=blocks)
+    batch = encode(tokenizer, DOCUMENTS)
+    with torch.no_grad():
+        fast, with_weights = model(**batch).logits, model(**batch, output_attentions=True).logits
+    torch.testing.assert_close(fast, with_weights, atol=1e-6, rtol=1e-5)
