@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q torch==2.13.0 -e ".[test]"
+.venv/bin/pip install -q torch==2.13.0 -e ".[test,onnx]"
 exec .venv/bin/python -m pytest -q "$@"
