@@ -88,8 +88,9 @@ def main(argv=None):
                     memory_limit_gib=args.memory_limit_gib,
                 )
             )  # fmt: skip
-        except subprocess.CalledProcessError as error:  # e.g. killed for memory
-            row["error"] = f"failed (exit code {error.returncode})"
+        except subprocess.CalledProcessError as error:  # e.g. out of memory under the cap
+            reason = (error.stderr or "").strip().splitlines()[-1:] or [f"exit code {error.returncode}"]
+            row["error"] = f"failed: {reason[0][:160]}"
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
 
