@@ -460,13 +460,14 @@ def test_two_processes_compute_the_one_process_updates(dropout_free_encoder, sma
 def test_two_process_label_attention_run_matches_one_process(converged_run, tiny_encoder, keywords, tmp_path):
     """The label-attention model trained on 2 processes at per-process batch 4 against 1 process at batch 8. Dropout
     masks differ (each process draws them for its own half batch and for the label descriptions), so the runs are not
-    bit-identical; both must learn the task, to test metrics within 0.05 of each other."""
+    bit-identical; both must learn the task (micro-F1 >= 0.9), to metrics within 0.1 of each other: on 48 documents,
+    other dropout masks alone move the tuned-threshold micro-F1 of this run by up to 0.11 (seeds 1, 2, 42: 0.89-1.0)."""
     launch_two_processes(converging_args(keywords, tiny_encoder, tmp_path, batch_size=4))
     one, two = read_json(converged_run / "eval_results.json"), read_json(tmp_path / "eval_results.json")
     for split in ("validation", "test"):
-        assert two[split]["micro_f1"] >= 0.9
+        assert two[split]["micro_f1"] >= 0.9 and one[split]["micro_f1"] >= 0.9, split
         for metric in ("micro_f1", "macro_f1"):
-            assert two[split][metric] == pytest.approx(one[split][metric], abs=0.05), (split, metric)
+            assert two[split][metric] == pytest.approx(one[split][metric], abs=0.1), (split, metric)
 
 
 def test_launched_processes_that_do_not_form_a_group_are_refused(
