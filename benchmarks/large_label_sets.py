@@ -7,8 +7,10 @@ Each figure from its own process (see `speed.py`): seconds per batch and peak re
 - a training step re-encoding every description (the paper's scheme), and one re-encoding a random sample of
   them (`trained_labels_per_step`; the others come from a cache);
 - the full block and the lighter one without the per-label feed-forward layer (`label_attention_feed_forward`);
-- vanilla ([CLS] + linear) with as many outputs, for reference.
-A configuration that does not fit in `--memory-limit-gib` (or fails) is recorded as such. Writes `<output>.json` and `<output>.md`.
+- vanilla ([CLS] + linear) with as many outputs, for reference;
+- inference time per document and peak memory by number of labels (`--label-counts`), against vanilla.
+A configuration that does not fit in `--memory-limit-gib` (or fails) is recorded as such. Writes `<output>.json` and
+`<output>.md`.
 """
 
 import argparse
@@ -33,6 +35,25 @@ CASES = [  # (name, head, mode, label-attention config)
 ]  # fmt: skip
 
 
+def by_label_count_markdown(rows) -> list[str]:
+    lines = [
+        "",
+        "Inference by number of labels (seconds per document; ratio to vanilla with as many outputs):",
+        "",
+        "| labels | label attention | ratio | peak RSS (MiB) | lighter block | ratio | peak RSS (MiB) | vanilla | "
+        "peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        full, light, vanilla = row["label attention"], row["lighter block"], row["vanilla"]
+        lines.append(
+            f"| {row['num_labels']} | {full['seconds_per_document']:.4f} | {full['ratio']:.2f} | "
+            f"{full['peak_rss_mib']:.0f} | {light['seconds_per_document']:.4f} | {light['ratio']:.2f} | "
+            f"{light['peak_rss_mib']:.0f} | {vanilla['seconds_per_document']:.4f} | {vanilla['peak_rss_mib']:.0f} |"
+        )
+    return lines
+
+
 def markdown(results) -> str:
     lines = [
         f"Encoder: `{results['encoder_name']}`; {results['num_labels']} labels (synthetic descriptions); batch "
@@ -48,6 +69,7 @@ def markdown(results) -> str:
             lines.append(
                 f"| {row['mode']} | {row['name']} | {row['seconds_per_batch']:.2f} | {row['peak_rss_mib']:.0f} |"
             )
+    lines += by_label_count_markdown(results.get("by_num_labels", []))
     return "\n".join(lines) + "\n"
 
 
@@ -60,6 +82,7 @@ def main(argv=None):
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--steps", type=int, default=3, help="Timed steps per measurement.")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--label-counts", default="10,100,1000,10000", help="The inference sweep over label counts.")
     parser.add_argument("--memory-limit-gib", type=float, default=16, help="Address-space cap of each measurement.")
     parser.add_argument("--output", default="benchmarks/results/large_label_sets")
     args = parser.parse_args(argv)
@@ -92,6 +115,20 @@ def main(argv=None):
             reason = (error.stderr or "").strip().splitlines()[-1:] or [f"exit code {error.returncode}"]
             row["error"] = f"failed: {reason[0][:160]}"
         results["rows"].append(row)
+        print(json.dumps(row), flush=True)
+
+    results["by_num_labels"] = []
+    inference = dict(mode="inference", encoder=encoder, batch_size=args.batch_size, length=args.length,
+                     steps=args.steps, warmup=args.warmup, memory_limit_gib=args.memory_limit_gib)  # fmt: skip
+    for count in map(int, args.label_counts.split(",")):
+        row = {"num_labels": count}
+        for name, head, config in (("vanilla", "linear", None), ("label attention", "label-attention", {}),
+                                   ("lighter block", "label-attention", {"label_attention_feed_forward": False})):
+            measured = measure_in_subprocess(head=head, num_labels=count, config=config, **inference)
+            row[name] = {"seconds_per_document": measured["seconds_per_batch"] / args.batch_size,
+                         "peak_rss_mib": measured["peak_rss_mib"]}  # fmt: skip
+            row[name]["ratio"] = row[name]["seconds_per_document"] / row["vanilla"]["seconds_per_document"]
+        results["by_num_labels"].append(row)
         print(json.dumps(row), flush=True)
 
     output = Path(args.output)

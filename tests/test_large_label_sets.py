@@ -86,10 +86,14 @@ def test_large_label_set_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_p
     script = import_benchmark("large_label_sets", monkeypatch)
     output = tmp_path / "large"
     script.main(["--encoder", str(tiny_encoder), "--num-labels", "6", "--sample", "2", "--batch-size", "2",
-                 "--length", "16", "--steps", "1", "--warmup", "0", "--output", str(output)])  # fmt: skip
-    rows = json.loads(output.with_suffix(".json").read_text())["rows"]
-    assert len(rows) == 7 and all(row["seconds_per_batch"] > 0 for row in rows)
-    assert "2 descriptions re-encoded" in output.with_suffix(".md").read_text()
+                 "--length", "16", "--steps", "1", "--warmup", "0", "--label-counts", "3,6",
+                 "--output", str(output)])  # fmt: skip
+    results = json.loads(output.with_suffix(".json").read_text())
+    assert len(results["rows"]) == 7 and all(row["seconds_per_batch"] > 0 for row in results["rows"])
+    assert [row["num_labels"] for row in results["by_num_labels"]] == [3, 6]
+    assert results["by_num_labels"][0]["vanilla"]["ratio"] == 1.0
+    table = output.with_suffix(".md").read_text()
+    assert "2 descriptions re-encoded" in table and "Inference by number of labels" in table
 
 
 @pytest.mark.parametrize("blocks", [1, 2])
