@@ -17,11 +17,9 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
-from long_documents import cpu_name
-from speed import measure_in_subprocess
+from speed import cpu_name, measure_in_subprocess, write_results
 
 CASES = [  # (name, head, mode, label-attention config)
     ("label attention, full block", "label-attention", "inference", {}),
@@ -131,11 +129,7 @@ def main(argv=None):
         results["by_num_labels"].append(row)
         print(json.dumps(row), flush=True)
 
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    output.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    write_results(args.output, results, markdown(results))
     return 0
 
 

@@ -10,19 +10,10 @@ encoder's window, so its row is the price of truncating. Writes `<output>.json` 
 
 import argparse
 import json
-import platform
 import sys
-from pathlib import Path
 
 import torch
-from speed import measure_in_subprocess
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+from speed import cpu_name, measure_in_subprocess, write_results
 
 
 def markdown(results) -> str:
@@ -79,11 +70,7 @@ def main(argv=None):
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
 
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    output.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    write_results(args.output, results, markdown(results))
     return 0
 
 

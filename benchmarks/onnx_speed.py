@@ -16,9 +16,7 @@ Writes `<output>.json` and `<output>.md`. Exports the model first (into a tempor
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,20 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from speed import cpu_name, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 METRICS_DIR = REPO / "metrics"
 RUNTIMES = ("pytorch", "onnxruntime-fp32", "onnxruntime-int8")
-
-
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def read_test_split(data_dir: Path, id2label: dict[int, str], problem_type: str):
@@ -252,7 +241,7 @@ def benchmark(args, scratch: Path) -> int:
         "problem_type": config.problem_type,
         "thresholds_tuned": config.decision_thresholds is not None,
         "max_length": args.max_length,
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": args.threads,
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
@@ -271,12 +260,7 @@ def benchmark(args, scratch: Path) -> int:
                    for name, value in logits.items()},  # fmt: skip
         "note": args.note,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    output.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
-    print(f"Wrote {output.with_suffix('.json')} and {output.with_suffix('.md')}")
+    write_results(args.output, results, markdown(results))
     return 0
 
 

@@ -13,6 +13,7 @@ Writes `<output>.json` and `<output>.md`.
 
 import argparse
 import json
+import platform
 import resource
 import subprocess
 import sys
@@ -25,6 +26,24 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from label_attention import LabelAttentionForSequenceClassification
 
 WORDS = "cell tumour growth signal immune vessel energy genome death invasion repair division".split()
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for the tables (timings differ between machines)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def write_results(output, results: dict, table: str):
+    """`<output>.json` and `<output>.md`, and the table on stdout."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    output.with_suffix(".md").write_text(table)
+    print(table)
 
 
 def synthetic_labels(count):
@@ -209,11 +228,7 @@ def main(argv=None):
         results["by_length"].append(row)
         print(row, flush=True)
 
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    output.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    write_results(args.output, results, markdown(results))
     return 0
 
 
