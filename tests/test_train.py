@@ -11,6 +11,7 @@ Elsewhere: data reading (test_data.py), saving folders (test_saving.py), the met
 pushing after training (test_hub.py), the examples (test_examples.py).
 """
 
+import argparse
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ import pytest
 import torch
 from fresh_process import run_fresh_python
 from safetensors.torch import load_file
-from tiny_models import save_tiny_encoder
+from tiny_models import save_tiny_encoder, tiny_encoder_config
 from training_runs import (
     CHILD_ENV,
     DATA,
@@ -542,3 +543,12 @@ def test_training_batches_group_documents_of_similar_length(tokenizer):
     replayed = train_accelerate.EpochLengthGroupedSampler(lengths, batch_size=16, seed=3)
     replayed.set_epoch(2)
     assert list(replayed) == order
+
+
+def test_the_cls_baselines_pooler_trains_at_the_head_learning_rate():
+    model = BertForSequenceClassification(tiny_encoder_config("bert"))
+    args = argparse.Namespace(learning_rate=1e-5, head_learning_rate=1e-3, weight_decay=0.01)
+    rates = {id(param): group["lr"] for group in train_accelerate.optimizer_groups(model, args) for param in group["params"]}
+    by_name = {name: rates[id(param)] for name, param in model.named_parameters()}
+    assert by_name["bert.pooler.dense.weight"] == by_name["classifier.weight"] == 1e-3
+    assert by_name["bert.encoder.layer.0.attention.self.query.weight"] == by_name["bert.embeddings.word_embeddings.weight"] == 1e-5
