@@ -5,13 +5,14 @@ from transformers.configuration_utils import SubConfigSpec
 
 PROBLEM_TYPES = ("multi_label_classification", "single_label_classification")
 LABEL_POOLING_MODES = ("first", "mean")
+LABEL_SCORERS = ("per_label", "shared")
 
 
 class LabelAttentionConfig(PreTrainedConfig):
     r"""
     Configuration of a label-attention classifier (Nguyen and Ji, arXiv 2108.11809): a pretrained encoder reads the
     document and a short description of every label; label-attention blocks let each label embedding attend over the
-    document's tokens; a per-label scorer turns each label's representation into that label's logit.
+    document's tokens; a scorer turns each label's representation into that label's logit.
 
     Args:
         encoder (`PreTrainedConfig` or `dict`, *optional*):
@@ -36,7 +37,15 @@ class LabelAttentionConfig(PreTrainedConfig):
         label_attention_dropout (`float`, *optional*, defaults to 0.1):
             Dropout on the attention weights and on the residual branches of the blocks.
         classifier_dropout (`float`, *optional*, defaults to 0.1):
-            Dropout before the per-label scorer.
+            Dropout before the scorer.
+        label_scorer (`str`, *optional*, defaults to `"per_label"`):
+            How a label's representation becomes its logit. `"per_label"` (the paper's): a weight vector and a bias
+            learnt for each label, so the label set is fixed once trained. `"shared"`: one scorer for every label, in
+            the encoder's similarity space: the label's description embedding attends over the document's tokens by
+            cosine similarity (through a learnt metric that starts at the identity), the logit is the similarity of
+            what it attended to with the description, plus a shared reading of the blocks' output; every weight is
+            shared by the labels, so a trained model takes new labels from their descriptions alone
+            ([`LabelAttentionForSequenceClassification.add_labels`]).
         label_pooling (`str`, *optional*, defaults to `"first"`):
             How a description's token states become one label embedding: `"first"` (the first token, e.g. `[CLS]`)
             or `"mean"` (mean over the description's non-padding tokens).
@@ -91,6 +100,7 @@ class LabelAttentionConfig(PreTrainedConfig):
     label_attention_feed_forward: bool = True
     label_attention_dropout: float = 0.1
     classifier_dropout: float = 0.1
+    label_scorer: str = "per_label"
     label_pooling: str = "first"
     fixed_label_embeddings: bool = False
     trained_labels_per_step: int | None = None
@@ -134,6 +144,8 @@ class LabelAttentionConfig(PreTrainedConfig):
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}.")
         if self.label_pooling not in LABEL_POOLING_MODES:
             raise ValueError(f"label_pooling must be one of {LABEL_POOLING_MODES}, got {self.label_pooling!r}.")
+        if self.label_scorer not in LABEL_SCORERS:
+            raise ValueError(f"label_scorer must be one of {LABEL_SCORERS}, got {self.label_scorer!r}.")
         if self.label_attention_blocks < 1:
             raise ValueError(f"label_attention_blocks must be at least 1, got {self.label_attention_blocks}.")
         if self.label_attention_heads < 1 or self.hidden_size % self.label_attention_heads:

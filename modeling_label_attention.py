@@ -1,8 +1,9 @@
 """Label attention on top of a pretrained encoder (Nguyen and Ji, arXiv 2108.11809).
 
 The encoder reads the document (token states H) and a short description of each label (one embedding per label,
-E). Label-attention blocks let every label embedding attend over the document's tokens, and a per-label scorer turns
-each label's attended representation into that label's logit.
+E). Label-attention blocks let every label embedding attend over the document's tokens, and a scorer turns each
+label's attended representation into that label's logit: with weights of each label's own (the paper's), or with
+weights computed from the label's embedding, which lets a trained model take new labels from their descriptions.
 """
 
 import inspect
@@ -23,6 +24,8 @@ logger = logging.get_logger(__name__)
 
 # Label descriptions encoded at a time: bounds the memory of encoding thousands of them.
 LABEL_ENCODING_BATCH = 256
+# Decision threshold of a label added after training (`add_labels`): that of every label whose threshold was not tuned.
+NEW_LABEL_THRESHOLD = 0.5
 
 
 @dataclass
@@ -38,11 +41,14 @@ class LabelAttentionModelOutput(ModelOutput):
         attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
             The label-attention weights of every block, each of shape `(batch_size, num_heads, num_labels,
             sequence_length)`; padding positions get weight 0.
+        label_embeddings (`torch.FloatTensor` of shape `(num_labels, hidden_size)`):
+            The label embeddings that entered the first block (the pooled descriptions), shared by the batch.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     encoder_last_hidden_state: torch.FloatTensor | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    label_embeddings: torch.FloatTensor | None = None
 
 
 class LabelAttentionBlock(nn.Module):
@@ -122,6 +128,50 @@ class LabelScorer(nn.Module):
         return (label_states * self.weight).sum(-1) + self.bias
 
 
+class SharedLabelScorer(nn.Module):
+    """One scorer for every label, in the encoder's own similarity space, so that a label added after training is
+    scored from its description alone, as the trained labels are.
+
+    A learnt metric P = I + M (M starts at 0) maps the encoder's states; each label's description embedding e_l
+    attends over the document's token states x_t by their cosine, alpha_lt = softmax_t(s_a cos(P x_t, P e_l)), and
+    the label's logit is the cosine of what it attended to with its description, plus a shared vector's reading of
+    the label-attention blocks' output h_l (starts at 0):
+
+        logit_l = s cos(P sum_t alpha_lt x_t, P e_l) + <c, h_l> + b
+
+    Every weight (M, s_a, s, c, b) is shared by the labels, so a new label's probability is calibrated like the
+    trained ones'. Weights computed from e_l by a learnt map (a hypernetwork) fit the labels trained on and score a
+    new label at chance; scoring by similarity in the encoder's space, anchored at the identity, carries over.
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.metric = nn.Parameter(torch.empty(hidden_size, hidden_size))  # M: P = I + M
+        self.attention_scale = nn.Parameter(torch.empty(()))  # s_a
+        self.logit_scale = nn.Parameter(torch.empty(()))  # s
+        self.weight = nn.Parameter(torch.empty(hidden_size))  # c
+        self.bias = nn.Parameter(torch.empty(()))  # b
+
+    def project(self, states):
+        """P x, scaled to unit length."""
+        return nn.functional.normalize(states + nn.functional.linear(states, self.metric), dim=-1)
+
+    def forward(self, label_states, label_embeddings, document_states, document_padding_mask):
+        """`label_states`: the blocks' output `(batch, num_labels, hidden)`; `label_embeddings`: `(num_labels,
+        hidden)`; `document_states`: the encoder's `(batch, length, hidden)`; `document_padding_mask`: `(batch,
+        length)`, True at padding."""
+        batch_size, length = document_states.shape[:2]
+        labels = self.project(label_embeddings)
+        queries = (labels * self.attention_scale).expand(batch_size, 1, -1, -1)  # (batch, 1 head, labels, hidden)
+        keys = self.project(document_states).unsqueeze(1)
+        attend_to = ~document_padding_mask.view(batch_size, 1, 1, length)
+        attended = nn.functional.scaled_dot_product_attention(
+            queries, keys, document_states.unsqueeze(1), attend_to, scale=1.0
+        ).squeeze(1)  # (batch, labels, hidden): no (labels, tokens) weights kept
+        similarity = (self.project(attended) * labels).sum(-1)
+        return self.logit_scale * similarity + label_states @ self.weight + self.bias
+
+
 class LabelAttentionPreTrainedModel(PreTrainedModel):
     config: LabelAttentionConfig
     config_class = LabelAttentionConfig
@@ -144,6 +194,14 @@ class LabelAttentionPreTrainedModel(PreTrainedModel):
         if isinstance(module, LabelScorer):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             init.zeros_(module.bias)
+        elif isinstance(module, SharedLabelScorer):
+            # The encoder's own cosine similarity (P = I), sharp attention, a logit of -5 + 10 cos: a description
+            # close to the document scores high before any training; the blocks' term starts at 0.
+            init.zeros_(module.metric)
+            init.constant_(module.attention_scale, 10.0)
+            init.constant_(module.logit_scale, 10.0)
+            init.zeros_(module.weight)
+            init.constant_(module.bias, -5.0)
         elif isinstance(module, LabelAttentionModel):
             init.zeros_(module.label_input_ids)
             init.zeros_(module.label_attention_mask)
@@ -246,21 +304,50 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
             self.config.label_descriptions = label_descriptions
         if self.config.label_descriptions is None:
             raise ValueError("The config has no label_descriptions to tokenise.")
-        tokens = tokenizer(
-            self.config.label_descriptions,
+        tokens = self._tokenize_descriptions(tokenizer, self.config.label_descriptions)
+        self.label_input_ids.copy_(tokens["input_ids"])
+        self.label_attention_mask.copy_(tokens["attention_mask"])
+        self._cached_label_embeddings = None
+        if self.config.fixed_label_embeddings:
+            self.fixed_label_embeddings.copy_(self._encode_without_dropout())
+
+    def _tokenize_descriptions(self, tokenizer, label_descriptions: list[str]):
+        return tokenizer(
+            label_descriptions,
             padding="max_length",
             truncation=True,
             max_length=self.config.label_max_length,
             return_tensors="pt",
         )
-        self.label_input_ids.copy_(tokens["input_ids"])
-        self.label_attention_mask.copy_(tokens["attention_mask"])
+
+    def _encode_without_dropout(self, label_ids: torch.Tensor | None = None) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        embeddings = self.encode_label_descriptions(label_ids)
+        self.train(was_training)
+        return embeddings
+
+    @torch.no_grad()
+    def _append_label_descriptions(self, tokenizer, label_descriptions: list[str]):
+        """Tokenise the descriptions of new labels into new rows of the buffers. With `config.fixed_label_embeddings`
+        their embeddings are computed now, with the current encoder; the other labels keep theirs."""
+        tokens = self._tokenize_descriptions(tokenizer, label_descriptions).to(self.label_input_ids.device)
+        new_ids = torch.arange(len(label_descriptions), device=self.label_input_ids.device) + len(self.label_input_ids)
+        self.label_input_ids = torch.cat([self.label_input_ids, tokens["input_ids"]])
+        self.label_attention_mask = torch.cat([self.label_attention_mask, tokens["attention_mask"]])
         self._cached_label_embeddings = None
         if self.config.fixed_label_embeddings:
-            was_training = self.training
-            self.eval()
-            self.fixed_label_embeddings.copy_(self.encode_label_descriptions())
-            self.train(was_training)
+            new_embeddings = self._encode_without_dropout(new_ids)
+            self.fixed_label_embeddings = torch.cat([self.fixed_label_embeddings, new_embeddings])
+
+    @torch.no_grad()
+    def _keep_labels(self, label_ids: list[int]):
+        """Keep only the rows of `label_ids`, in that order, in every per-label buffer (and in the cache: labels do
+        not interact, so the embeddings kept are still those of their descriptions)."""
+        for name in ("label_input_ids", "label_attention_mask", "fixed_label_embeddings", "_cached_label_embeddings"):
+            rows = getattr(self, name, None)
+            if rows is not None:
+                setattr(self, name, rows[torch.tensor(label_ids, dtype=torch.long, device=rows.device)])
 
     def encode_label_descriptions(self, label_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Encode the label descriptions (all, or those of `label_ids`) and pool each into one embedding: shape
@@ -369,7 +456,8 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
     ) -> LabelAttentionModelOutput | tuple:
         r"""
         Returns one label-aware representation of each document per label, shape `(batch_size, num_labels,
-        hidden_size)`, and with `output_attentions=True` the label-attention weights of every block.
+        hidden_size)`, the label embeddings that entered the first block and, with `output_attentions=True`, the
+        label-attention weights of every block.
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -386,7 +474,8 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
             token_type_ids = token_type_ids[:, keep] if token_type_ids is not None else None
         document_states = self.encode_documents(input_ids, attention_mask, token_type_ids)
 
-        label_states = self.label_embeddings().to(document_states.dtype)  # shared by the batch until the first block
+        label_embeddings = self.label_embeddings().to(document_states.dtype)
+        label_states = label_embeddings  # shared by the batch until the first block
         padding_mask = attention_mask == 0
         all_attentions = () if output_attentions else None
         for block in self.blocks:
@@ -395,21 +484,28 @@ class LabelAttentionModel(LabelAttentionPreTrainedModel):
                 all_attentions += (weights,)
 
         if not return_dict:
-            return tuple(v for v in (label_states, document_states, all_attentions) if v is not None)
+            return tuple(v for v in (label_states, document_states, all_attentions, label_embeddings) if v is not None)
         return LabelAttentionModelOutput(
-            last_hidden_state=label_states, encoder_last_hidden_state=document_states, attentions=all_attentions
+            last_hidden_state=label_states,
+            encoder_last_hidden_state=document_states,
+            attentions=all_attentions,
+            label_embeddings=label_embeddings,
         )
 
 
 class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
-    """Label attention with a per-label scorer: multi-label (sigmoid, BCE) or single-label (softmax, CE)."""
+    """Label attention with a scorer (per label, or shared by the labels: `config.label_scorer`): multi-label
+    (sigmoid, BCE) or single-label (softmax, CE)."""
 
     def __init__(self, config: LabelAttentionConfig):
         super().__init__(config)
         self.config = config
         self.label_attention = LabelAttentionModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.scorer = LabelScorer(config.num_labels, config.hidden_size)
+        if config.label_scorer == "shared":
+            self.scorer = SharedLabelScorer(config.hidden_size)
+        else:
+            self.scorer = LabelScorer(config.num_labels, config.hidden_size)
         self.post_init()
 
     @classmethod
@@ -497,7 +593,16 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
             output_attentions=output_attentions,
             return_dict=True,
         )
-        logits = self.scorer(self.dropout(outputs.last_hidden_state))
+        label_states = self.dropout(outputs.last_hidden_state)
+        if self.config.label_scorer == "shared":
+            document_states = outputs.encoder_last_hidden_state
+            if attention_mask is None:
+                padding_mask = torch.zeros(document_states.shape[:2], dtype=torch.bool, device=document_states.device)
+            else:  # cut as the documents were (max_document_length)
+                padding_mask = attention_mask[:, : document_states.shape[1]] == 0
+            logits = self.scorer(label_states, outputs.label_embeddings, document_states, padding_mask)
+        else:
+            logits = self.scorer(label_states)
 
         loss = None
         if labels is not None:
@@ -513,6 +618,84 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         """Decisions from logits: multi-hot `(batch, num_labels)` using `config.decision_thresholds` (0.5 where
         unset) for multi-label, class ids `(batch,)` for single-label."""
         return decisions_from_logits(logits, self.config.problem_type, self.config.decision_thresholds)
+
+    def add_labels(self, label_names: list[str], label_descriptions: list[str], tokenizer):
+        """Add labels to a trained model, without training: each is scored from its description, by the scorer the
+        trained labels share. Needs `config.label_scorer="shared"`.
+
+        `tokenizer` is the model's own. The new labels follow the existing ones (whose ids, and logits in eval mode,
+        do not change); `config.id2label`, `label2id`, `label_descriptions` and the tokenised descriptions take them,
+        so `save_pretrained` and `pipeline` see them. Where `config.decision_thresholds` are set, a new label gets
+        `NEW_LABEL_THRESHOLD` (0.5: no data has tuned it). With `config.fixed_label_embeddings`, the new descriptions
+        are encoded by the current encoder, while the trained labels keep the embeddings they were trained with.
+        """
+        if self.config.label_scorer != "shared":
+            raise ValueError(
+                "This model's scorer holds weights of each label's own (config.label_scorer='per_label'), which a new "
+                "label has not got: only a model trained with label_scorer='shared' (train_accelerate.py "
+                "--label-scorer shared) can take new labels. Removing labels works with either scorer."
+            )
+        label_names, label_descriptions = self._label_list(label_names), self._label_list(label_descriptions)
+        if not label_names or len(label_names) != len(label_descriptions):
+            raise ValueError(
+                f"Got {len(label_names)} label names and {len(label_descriptions)} descriptions: give one description "
+                "per new label, at least one label."
+            )
+        for name, description in zip(label_names, label_descriptions):
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"Label names must be non-empty strings, got {name!r}.")
+            if not isinstance(description, str) or not description.strip():
+                raise ValueError(f"The description of the new label {name!r} is empty; every label needs one.")
+        taken = [name for name in label_names if name in self.config.label2id]
+        if taken:
+            raise ValueError(f"The model already has labels named {taken}; label names must be unique.")
+        repeated = sorted({name for name in label_names if label_names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"Labels named {repeated} are given more than once; label names must be unique.")
+        self.label_attention._append_label_descriptions(tokenizer, label_descriptions)
+        thresholds = self.config.decision_thresholds
+        self._set_labels(
+            self._label_names() + label_names,
+            self.config.label_descriptions + label_descriptions,
+            thresholds + [NEW_LABEL_THRESHOLD] * len(label_names) if thresholds is not None else None,
+        )
+
+    def remove_labels(self, label_names: list[str]):
+        """Remove labels by name; the others keep their order (their ids close up) and their logits. Works with
+        either scorer (a per-label scorer loses the removed labels' weights)."""
+        label_names = self._label_list(label_names)
+        unknown = [name for name in label_names if name not in self.config.label2id]
+        if unknown:
+            raise ValueError(f"No label named {unknown} in this model; its labels: {self._label_names()}.")
+        kept = [i for i, name in enumerate(self._label_names()) if name not in label_names]
+        fewest = 2 if self.config.problem_type == "single_label_classification" else 1
+        if len(kept) < fewest:
+            raise ValueError(f"Removing {label_names} would leave {len(kept)} label(s); a model needs {fewest}.")
+        self.label_attention._keep_labels(kept)
+        if isinstance(self.scorer, LabelScorer):
+            self.scorer.weight = nn.Parameter(self.scorer.weight.detach()[kept])
+            self.scorer.bias = nn.Parameter(self.scorer.bias.detach()[kept])
+        thresholds = self.config.decision_thresholds
+        self._set_labels(
+            [self.config.id2label[i] for i in kept],
+            [self.config.label_descriptions[i] for i in kept],
+            [thresholds[i] for i in kept] if thresholds is not None else None,
+        )
+
+    @staticmethod
+    def _label_list(values) -> list:
+        if isinstance(values, str):  # a lone name would be read as a list of characters
+            raise ValueError(f"Give a list of labels, not one string ({values!r}).")
+        return list(values)
+
+    def _label_names(self) -> list[str]:
+        return [self.config.id2label[i] for i in range(self.config.num_labels)]
+
+    def _set_labels(self, names: list[str], descriptions: list[str], thresholds: list[float] | None):
+        self.config.id2label = dict(enumerate(names))
+        self.config.label2id = {name: label_id for label_id, name in enumerate(names)}
+        self.config.label_descriptions = descriptions
+        self.config.decision_thresholds = thresholds
 
 
 LabelAttentionConfig.register_for_auto_class()

@@ -199,6 +199,11 @@ def parse_args(argv=None):
         help="Large label sets: re-encode only this many random descriptions per step (the others: cached).",
     )  # fmt: skip
     model.add_argument(
+        "--label-scorer", choices=("per_label", "shared"), default="per_label",
+        help="per_label: weights of each label's own (the paper's); shared: one scorer for every label, by similarity "
+        "to the label's description, so that the trained model can take new labels (`add_labels`).",
+    )  # fmt: skip
+    model.add_argument(
         "--no-label-feed-forward", action="store_true",
         help="The lighter label-attention block: no feed-forward layer (cheaper with thousands of labels).",
     )  # fmt: skip
@@ -298,6 +303,7 @@ def build_model(args, label_set):
             fixed_label_embeddings=args.fixed_label_embeddings,
             trained_labels_per_step=args.trained_labels_per_step,
             label_attention_feed_forward=not args.no_label_feed_forward,
+            label_scorer=args.label_scorer,
         )
     tokenizer = AutoTokenizer.from_pretrained(args.encoder)
     labels = dict(
@@ -838,7 +844,7 @@ def hyperparameters_for_card(args) -> dict:
         "head", "max_length", "epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
         "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "mixed_precision",
         "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "trained_labels_per_step",
-        "no_label_feed_forward", "tune_thresholds",
+        "no_label_feed_forward", "label_scorer", "tune_thresholds",
     )  # fmt: skip
     return {key: getattr(args, key) for key in keys}
 

@@ -66,3 +66,44 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     assert "Paired differences" in output.with_suffix(".md").read_text()
     # A second call trains nothing: every record is reused.
     assert "done " not in run(*command).stdout
+
+
+def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_keywords, tmp_path):
+    """Held-out sets trained without their labels, then scored with them added; the baseline and the upper bound; the
+    whole task with either scorer. A second call trains nothing, and takes a per-label record trained alike."""
+    train_args = {"max_length": 32, "epochs": 1, "batch_size": 8, "eval_batch_size": 16, "learning_rate": 3e-3,
+                  "head_learning_rate": 3e-3, "encoder": str(tiny_encoder)}  # fmt: skip
+    held_out = [["angiogenesis"], ["apoptosis", "inflammation"]]
+    config = {"description": "tiny", "data_dir": str(small_keywords), "held_out": held_out, "seeds": [1],
+              "train_args": train_args}  # fmt: skip
+    config_file, output, records = tmp_path / "zero_shot.json", tmp_path / "summary", tmp_path / "records"
+    config_file.write_text(json.dumps(config))
+    command = [REPO / "benchmarks" / "zero_shot.py", config_file, "--records-dir", records, "--runs-dir",
+               tmp_path / "runs", "--output", output]  # fmt: skip
+    run(*command)
+    summary = json.loads(output.with_suffix(".json").read_text())
+    assert [row["label"] for row in summary["unseen_labels"]] == ["angiogenesis", "apoptosis", "inflammation"]
+    for row in summary["unseen_labels"]:
+        for method in ("zero_shot", "baseline", "trained"):
+            assert 0 <= row[method]["roc_auc"]["mean"] <= 1 and 0 <= row[method]["f1"]["mean"] <= 1
+    assert set(summary["averages"]) == {"zero_shot", "baseline", "trained"}
+    assert set(summary["full_task"]) == {"shared", "per_label"}
+    recorded = sorted(path.parent.relative_to(records / "zero_shot") for path in records.rglob("eval_results.json"))
+    assert [path.as_posix() for path in recorded] == [
+        f"{experiment}/label-attention/label_scorer={scorer}/seed1"
+        for experiment, scorer in [("all-labels", "per_label"), ("all-labels", "shared"), ("angiogenesis", "shared"),
+                                   ("apoptosis+inflammation", "shared")]
+    ]  # fmt: skip
+    assert len(list(records.rglob("zero_shot.json"))) == 2 and not list((tmp_path / "runs").rglob("model.safetensors"))
+    assert "Labels never trained on" in output.with_suffix(".md").read_text()
+
+    reference = tmp_path / "comparison" / "seed1"
+    reference.mkdir(parents=True)
+    metrics = {"micro_f1": 0.125, "macro_f1": 0.25}
+    (reference / "eval_results.json").write_text(
+        json.dumps({"train_args": train_args, "test": metrics, "validation": metrics})
+    )
+    config_file.write_text(json.dumps({**config, "per_label_records": str(reference.parent)}))
+    assert "done " not in run(*command).stdout
+    summary = json.loads(output.with_suffix(".json").read_text())
+    assert summary["full_task"]["per_label"]["test_micro_f1"]["mean"] == 0.125
