@@ -238,7 +238,8 @@ def markdown(experiments) -> str:
                     + f": {next(value for key, value in score.items() if key != 'setting'):.4f}"
                     for score in row["sweep"]
                 )
-                lines.append(f"- {head} (validation {names[0]}): {scores}")
+                missing = len(sweep_settings(experiment)) - len(row["sweep"])
+                lines.append(f"- {head} (validation {names[0]}): {scores}" + (f"; {missing} not run yet" if missing else ""))
         thresholds = {head: row["thresholds"] for head, row in experiment["heads"].items() if "thresholds" in row}
         if thresholds:
             lines += ["", "Decision rule, asked of validation alone (thresholds tuned on one half of validation, "
