@@ -24,9 +24,13 @@ Command line (console script `label-attention-explain`, or `python -m label_atte
     label-attention-explain --model DIR "some text" --heatmap heatmap.png --json
 
 How the weights are combined (see `combine_attentions`): each block's weights are averaged over its heads, then
-the per-block maps are averaged over blocks (or one block is taken, `block=k`). Special tokens and padding are
-dropped; the weights of a word's sub-word tokens are summed; each label's word weights are renormalised to sum to 1.
-A word's weight is therefore the share of that label's attention, on the document's words, that went to that word.
+the per-block maps are averaged over blocks (or one block is taken, `block=k`). By default (`contrast=True`, see
+`label_contrast`) each label keeps only what it attends to more than the labels' mean: the labels of a model share
+much of their attention, and what they share explains no label in particular. Special tokens and padding are
+dropped; a word gets the largest weight of its sub-word tokens (`word_aggregation="max"`; or "sum", "mean",
+"first"); each label's word weights are renormalised to sum to 1. A word's weight is therefore its share of that
+label's (own) attention on the document's words. Both defaults were chosen on HoC validation by how much the top
+words matter to the label's probability (`benchmarks/explanations.py`).
 
 A "word" is a word of the tokenizer's pre-tokenizer (`word_ids()` of a fast tokenizer): BERT-style tokenizers split
 on whitespace and punctuation, so "IL-6," gives the words "IL", "-", "6" and ",". Each occurrence of a word is
@@ -56,20 +60,37 @@ else:  # run as a script from the repo root: use the installed package
     from label_attention.modeling_label_attention import decisions_from_logits
 
 __all__ = [
+    "LABEL_CONTRAST",
+    "WORD_AGGREGATION",
+    "WORD_AGGREGATIONS",
     "AttendedWord",
     "DocumentExplanation",
     "ExplainError",
     "LabelExplanation",
     "combine_attentions",
+    "document_words",
     "explain",
     "format_explanation",
+    "label_contrast",
     "load",
     "main",
     "read_jsonl",
     "render_heatmap",
     "render_html",
+    "word_weights",
     "write_html",
 ]
+
+
+# How a word's sub-word tokens share its weight (`word_weights`): the sum of their weights, their mean, the largest,
+# or the first token's. Chosen on HoC validation (benchmarks/results/explanations_validation.md): with the largest,
+# removing a label's top words costs it most and keeping only them keeps most; the sum favoured long words split
+# into many pieces.
+WORD_AGGREGATIONS = ("sum", "mean", "max", "first")
+WORD_AGGREGATION = "max"
+# Explanations show what each label attends to more than the labels' mean (`label_contrast`): on HoC validation the
+# labels' top words then differ (top-5 overlap 0.18 instead of 0.37), and they are at least as faithful.
+LABEL_CONTRAST = True
 
 
 class ExplainError(ValueError):
@@ -109,6 +130,8 @@ class DocumentExplanation:
     word_weights: list[list[float]] = field(default_factory=list)  # [label_id][word index], each row sums to 1
     truncated: bool = False  # the text was longer than max_length tokens; only its beginning was read
     problem_type: str = "multi_label_classification"
+    contrast: bool = LABEL_CONTRAST  # the weights are each label's attention minus the labels' mean (`label_contrast`)
+    word_aggregation: str = WORD_AGGREGATION  # how sub-word weights were merged into words (`word_weights`)
 
     @property
     def predicted_labels(self) -> list[LabelExplanation]:
@@ -126,6 +149,8 @@ class DocumentExplanation:
             "text": self.text,
             "truncated": self.truncated,
             "problem_type": self.problem_type,
+            "contrast": self.contrast,
+            "word_aggregation": self.word_aggregation,
             "labels": [asdict(label) for label in self.labels],
         }
 
@@ -208,6 +233,19 @@ def combine_attentions(attentions: tuple[torch.Tensor, ...], block: int | None =
     return torch.stack(per_block).mean(dim=0)
 
 
+def label_contrast(weights: torch.Tensor) -> torch.Tensor:
+    """What each label attends to more than the labels do on average: `(batch, num_labels, seq_len)` weights minus
+    their mean over the labels, clipped at 0.
+
+    The labels of a model share much of their attention (words every label reads, such as the topic of the
+    document); this keeps each label's own share. A model with one label has nothing to contrast: its weights are
+    returned as they are.
+    """
+    if weights.shape[-2] < 2:
+        return weights
+    return (weights - weights.mean(dim=-2, keepdim=True)).clamp(min=0)
+
+
 def _max_length(model, tokenizer, max_length: int) -> int:
     limits = [max_length]
     if getattr(model.config, "max_document_length", None):  # longer documents are read in windows up to this
@@ -218,16 +256,18 @@ def _max_length(model, tokenizer, max_length: int) -> int:
     return min(limits)
 
 
-def _word_weights(text, word_ids, offsets, token_ids, attention_mask, skip_ids, label_weights):
-    """Merge a document's token weights (num_labels, seq_len) into word weights (num_labels, num_words).
+def document_words(encoding, row: int, text: str, skip_ids) -> tuple[list[tuple[int, int]], list[list[int]]]:
+    """The words read of document `row` of a tokenised batch (a fast tokenizer's `BatchEncoding` with offsets).
 
-    Tokens outside any word (special tokens added by the tokenizer), special tokens written in the text, and
-    padding are dropped; the weights of a word's tokens are summed; each label's row is renormalised to sum to 1.
-    Returns the word spans (start, end) in document order and the weight matrix.
+    Returns each word's span (start, end) in `text` and its token positions, in document order. Tokens outside any
+    word (special tokens added by the tokenizer), special tokens written in the text (`skip_ids`) and padding belong
+    to no word.
     """
+    token_ids, attention_mask = encoding["input_ids"][row].tolist(), encoding["attention_mask"][row].tolist()
+    offsets = encoding["offset_mapping"][row].tolist()
     word_tokens: dict[int, list[int]] = {}
     word_span: dict[int, list[int]] = {}
-    for position, word_id in enumerate(word_ids):
+    for position, word_id in enumerate(encoding.word_ids(row)):
         if word_id is None or not attention_mask[position] or int(token_ids[position]) in skip_ids:
             continue
         word_tokens.setdefault(word_id, []).append(position)
@@ -235,7 +275,7 @@ def _word_weights(text, word_ids, offsets, token_ids, attention_mask, skip_ids, 
         if end > start:  # zero-width tokens (e.g. a lone SentencePiece "▁") count for their word but mark nothing
             span = word_span.setdefault(word_id, [start, end])
             span[0], span[1] = min(span[0], start), max(span[1], end)
-    spans, columns = [], []
+    spans, tokens = [], []
     for word_id in sorted(word_span, key=lambda w: word_span[w][0]):
         start, end = word_span[word_id]
         while start < end and text[start].isspace():  # some tokenizers' offsets include the leading space
@@ -244,13 +284,25 @@ def _word_weights(text, word_ids, offsets, token_ids, attention_mask, skip_ids, 
             end -= 1
         if end > start:
             spans.append((start, end))
-            columns.append(label_weights[:, word_tokens[word_id]].sum(axis=1))
-    if not spans:
-        return [], np.zeros((label_weights.shape[0], 0))
-    weights = np.stack(columns, axis=1)
+            tokens.append(word_tokens[word_id])
+    return spans, tokens
+
+
+def word_weights(token_weights: np.ndarray, word_tokens: list[list[int]], aggregation: str = WORD_AGGREGATION):
+    """Merge token weights `(num_labels, seq_len)` into word weights `(num_labels, num_words)`.
+
+    A word gets the `aggregation` (one of `WORD_AGGREGATIONS`) of its tokens' weights; each label's row is then
+    renormalised to sum to 1 (a row of zeros stays zero).
+    """
+    if not word_tokens:
+        return np.zeros((token_weights.shape[0], 0))
+    merge = {"sum": np.sum, "mean": np.mean, "max": np.max}.get(aggregation)
+    if merge is None:  # "first": the word's first token
+        weights = token_weights[:, [tokens[0] for tokens in word_tokens]]
+    else:
+        weights = np.stack([merge(token_weights[:, tokens], axis=1) for tokens in word_tokens], axis=1)
     totals = weights.sum(axis=1, keepdims=True)
-    weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
-    return spans, weights
+    return np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
 
 
 def _scores(config, logits: torch.Tensor) -> torch.Tensor:
@@ -278,24 +330,26 @@ def explain(
     max_length: int = 512,
     batch_size: int = 16,
     block: int | None = None,
+    word_aggregation: str = WORD_AGGREGATION,
+    contrast: bool = LABEL_CONTRAST,
 ) -> list[DocumentExplanation]:
     """Explain a label-attention classifier's decisions on `texts` (a string or a list of strings).
 
     Returns one `DocumentExplanation` per text: every label's score, decision and its `top_k` attended words
     (`None`: all words), ranked by weight, with character offsets into the text. Weights: the label-attention
-    weights averaged over heads, then over blocks (`block=k`: block `k` only), special tokens and padding dropped,
-    sub-word tokens summed into words, renormalised to sum to 1 per label (see the module docstring).
+    weights averaged over heads, then over blocks (`block=k`: block `k` only), with `contrast` minus the labels'
+    mean (`label_contrast`), special tokens and padding dropped, sub-word tokens merged into words by
+    `word_aggregation` (one of `WORD_AGGREGATIONS`), renormalised to sum to 1 per label (see the module docstring).
 
     `model` is a label-attention `...ForSequenceClassification` (e.g. from `load`); `tokenizer` must be fast.
     Texts are truncated to `max_length` tokens (and to what the encoder accepts). The model is run in eval mode and
     put back in its previous mode afterwards.
     """
-    texts = _checked_texts(model, tokenizer, texts, top_k, max_length, batch_size)
+    texts = _checked_texts(model, tokenizer, texts, top_k, max_length, batch_size, word_aggregation)
     if tokenizer.pad_token_id is None:
         batch_size = 1  # nothing to pad with
     length = _max_length(model, tokenizer, max_length)
-    # Special tokens written in the text (e.g. a literal "[SEP]") are dropped too; [UNK] stands for a real word.
-    skip_ids = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    skip_ids = _skip_ids(tokenizer)
 
     was_training = model.training
     model.eval()
@@ -304,13 +358,25 @@ def explain(
         for batch_start in range(0, len(texts), batch_size):
             batch = texts[batch_start : batch_start + batch_size]
             encoding, outputs = _run_batch(model, tokenizer, batch, length)
-            explanations += _explain_batch(model.config, batch, encoding, outputs, skip_ids, top_k, block)
+            token_weights = combine_attentions(outputs.attentions, block)
+            if contrast:
+                token_weights = label_contrast(token_weights)
+            explanations += _explain_batch(
+                model.config, batch, encoding, outputs.logits, token_weights.cpu().numpy(), skip_ids, top_k,
+                word_aggregation, contrast,
+            )
     finally:
         model.train(was_training)
     return explanations
 
 
-def _checked_texts(model, tokenizer, texts, top_k, max_length, batch_size) -> list[str]:
+def _skip_ids(tokenizer) -> set[int]:
+    """Token ids that belong to no word: special tokens, also where written in the text (e.g. a literal "[SEP]");
+    [UNK] stands for a real word."""
+    return set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+
+
+def _checked_texts(model, tokenizer, texts, top_k, max_length, batch_size, word_aggregation) -> list[str]:
     """Check `explain`'s arguments before the model runs; returns the texts as a list."""
     _check_model(model)
     _check_tokenizer(tokenizer)
@@ -324,6 +390,8 @@ def _checked_texts(model, tokenizer, texts, top_k, max_length, batch_size) -> li
         raise ExplainError(f"top_k must be at least 1 (or None for all words), got {top_k}.")
     if batch_size < 1:
         raise ExplainError(f"batch_size must be at least 1, got {batch_size}.")
+    if word_aggregation not in WORD_AGGREGATIONS:
+        raise ExplainError(f"word_aggregation={word_aggregation!r} is not one of {', '.join(WORD_AGGREGATIONS)}.")
     if max_length <= tokenizer.num_special_tokens_to_add():
         raise ExplainError(f"max_length={max_length} leaves no room for the text after the special tokens.")
     return texts
@@ -349,22 +417,17 @@ def _run_batch(model, tokenizer, batch: list[str], max_length: int):
     return encoding, outputs
 
 
-def _explain_batch(config, batch, encoding, outputs, skip_ids, top_k, block) -> list[DocumentExplanation]:
-    """One `DocumentExplanation` per text of a batch the model has run on."""
-    scores = _scores(config, outputs.logits)
-    decisions = _decisions(config, outputs.logits)
-    token_weights = combine_attentions(outputs.attentions, block).cpu().numpy()
+def _explain_batch(
+    config, batch, encoding, logits, token_weights, skip_ids, top_k, word_aggregation, contrast
+) -> list[DocumentExplanation]:
+    """One `DocumentExplanation` per text of a batch the model has run on; `token_weights`: `(batch, num_labels,
+    seq_len)`."""
+    scores = _scores(config, logits)
+    decisions = _decisions(config, logits)
     documents = []
     for row, text in enumerate(batch):
-        spans, weights = _word_weights(
-            text,
-            encoding.word_ids(row),
-            encoding["offset_mapping"][row].tolist(),
-            encoding["input_ids"][row].tolist(),
-            encoding["attention_mask"][row].tolist(),
-            skip_ids,
-            token_weights[row],
-        )
+        spans, tokens = document_words(encoding, row, text, skip_ids)
+        weights = word_weights(token_weights[row], tokens, word_aggregation)
         documents.append(
             DocumentExplanation(
                 text=text,
@@ -373,6 +436,8 @@ def _explain_batch(config, batch, encoding, outputs, skip_ids, top_k, block) -> 
                 word_weights=weights.tolist(),
                 truncated=bool(encoding.encodings[row].overflowing),
                 problem_type=config.problem_type,
+                contrast=contrast,
+                word_aggregation=word_aggregation,
             )
         )
     return documents
@@ -449,6 +514,13 @@ def _highlights(doc: DocumentExplanation, label: LabelExplanation) -> list[tuple
     return pieces
 
 
+def _weighting(doc: DocumentExplanation) -> str:
+    """How the document's word weights were computed, for the report."""
+    contrast = ", minus the labels' mean (what each label reads more than the others)" if doc.contrast else ""
+    merged = f"sub-words merged into words by {doc.word_aggregation}"
+    return f"label-attention weights averaged over heads and blocks{contrast}, {merged}"
+
+
 def render_html(
     explanations: list[DocumentExplanation],
     ids: list[str | None] | None = None,
@@ -469,6 +541,7 @@ def render_html(
         documents=list(zip(explanations, ids)),
         colour=_colour,
         highlights=_highlights,
+        weightings="; ".join(dict.fromkeys(_weighting(doc) for doc in explanations)),
     )
 
 
@@ -613,6 +686,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=512, help="tokens read per document (default 512)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--block", type=int, default=None, help="use one label-attention block (default: mean)")
+    parser.add_argument(
+        "--contrast",
+        action=argparse.BooleanOptionalAction,
+        default=LABEL_CONTRAST,
+        help="show what each label attends to more than the labels' mean (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--word-aggregation",
+        choices=WORD_AGGREGATIONS,
+        default=WORD_AGGREGATION,
+        help=f"how a word's sub-word weights merge (default {WORD_AGGREGATION})",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--predicted-only", action="store_true", help="print only the predicted labels")
     parser.add_argument("--json", action="store_true", help="print one JSON object per document instead")
@@ -652,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
             max_length=args.max_length,
             batch_size=args.batch_size,
             block=args.block,
+            word_aggregation=args.word_aggregation,
+            contrast=args.contrast,
         )
         if args.output:
             write_html(explanations, args.output, ids=ids)

@@ -9,6 +9,7 @@ loading saved folders (every encoder family) and the command line, including its
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 from synthetic_corpus import make_corpus
@@ -20,11 +21,13 @@ from label_attention.explain import (
     ExplainError,
     combine_attentions,
     explain,
+    label_contrast,
     load,
     main,
     read_jsonl,
     render_heatmap,
     render_html,
+    word_weights,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -217,10 +220,11 @@ def test_every_encoder_family_round_trips(family, tokenizer, tmp_path):
             assert sum(row) == pytest.approx(1.0, abs=1e-5)
     assert "apoptosis" in docs[1].words  # a sub-word-split word comes back whole
     if family == "bert":  # two blocks: block=k picks one, the default averages them
-        first, last = (explain(loaded, loaded_tokenizer, texts[0], block=b)[0] for b in (0, -1))
+        linear = {"contrast": False, "word_aggregation": "sum"}  # word weights linear in the attention weights
+        both, first, last = (explain(loaded, loaded_tokenizer, texts[0], block=b, **linear)[0] for b in (None, 0, -1))
         assert first.word_weights != last.word_weights
         # Averaged over blocks before the renormalisation over words, so a convex combination of the two blocks.
-        for mean_row, first_row, last_row in zip(docs[0].word_weights, first.word_weights, last.word_weights):
+        for mean_row, first_row, last_row in zip(both.word_weights, first.word_weights, last.word_weights):
             for mean, a, b in zip(mean_row, first_row, last_row):
                 assert min(a, b) - 1e-6 <= mean <= max(a, b) + 1e-6
         with pytest.raises(ExplainError, match="block=2"):
@@ -233,6 +237,30 @@ def test_combine_attentions_means_heads_then_blocks():
     assert combine_attentions((block_1,)).tolist() == [[[0.5, 0.5, 0.0]]]
     assert combine_attentions((block_1, block_2)).tolist() == [[[0.25, 0.25, 0.5]]]
     assert combine_attentions((block_1, block_2), block=-1).tolist() == [[[0.0, 0.0, 1.0]]]
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "expected"),
+    [("sum", [0.1, 0.5, 0.4]), ("mean", [0.1, 0.25, 0.4]), ("max", [0.1, 0.3, 0.4]), ("first", [0.1, 0.2, 0.4])],
+)
+def test_word_weights_merge_sub_words_by_the_rule_then_renormalise(aggregation, expected):
+    tokens = np.array([[0.1, 0.2, 0.3, 0.4], [0.0, 0.0, 0.0, 0.0]])  # (labels 2, tokens 4); "##" tokens 1 and 2
+    weights = word_weights(tokens, [[0], [1, 2], [3]], aggregation)
+    assert weights[0] == pytest.approx(np.array(expected) / sum(expected))
+    assert weights[1].tolist() == [0.0, 0.0, 0.0]  # a label with no weight on the words stays at zero
+
+
+def test_label_contrast_keeps_what_a_label_reads_more_than_the_others(keyword_setup):
+    weights = torch.tensor([[[0.5, 0.5, 0.0], [0.9, 0.1, 0.0]]])  # (batch 1, labels 2, seq 3)
+    assert label_contrast(weights) == pytest.approx(torch.tensor([[[0.0, 0.2, 0.0], [0.2, 0.0, 0.0]]]))
+    model, tokenizer, corpus, _, _ = keyword_setup
+    plain, contrasted = (explain(model, tokenizer, corpus.texts[:8], contrast=flag) for flag in (False, True))
+    for before, after in zip(plain, contrasted):  # the same scores and decisions; each row still sums to 1
+        assert (before.contrast, after.contrast) == (False, True)
+        assert [label.score for label in after.labels] == pytest.approx([label.score for label in before.labels])
+        assert all(sum(row) == pytest.approx(1.0, abs=1e-5) for row in after.word_weights)
+    with pytest.raises(ExplainError, match="word_aggregation='median'"):
+        explain(model, tokenizer, "text", word_aggregation="median")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -254,6 +282,11 @@ def test_cli_text_mode_prints_top_words(keyword_setup, tmp_path, capsys):
     assert main(["--model", str(folder), "--json", "Fibrosis absent; necrosis absent."]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["text"] == "Fibrosis absent; necrosis absent." and len(record["labels"]) == 4
+    assert (record["contrast"], record["word_aggregation"]) == (True, "max")  # the defaults
+
+    assert main(["--model", str(folder), "--json", "--no-contrast", "--word-aggregation", "sum", "Fibrosis."]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["contrast"], record["word_aggregation"]) == (False, "sum")
 
 
 def test_cli_jsonl_to_html_report(keyword_setup, tmp_path, capsys):
