@@ -2,39 +2,87 @@
 
     python benchmarks/speed.py --output benchmarks/results/speed
 
-Measures, at equal batch size and document length, with the same encoder:
+Measures, at equal batch size and document length, with the same encoder, the steps of the two heads alternated in
+one process (the load of a shared machine then falls on both alike):
 - training tokens per second (label descriptions re-encoded at every step, the paper's scheme);
 - inference documents per second (label embeddings cached);
-- peak memory (resident set size of a fresh process per measurement);
-- the overhead of label attention as a ratio to vanilla (targets: <= 1.10 at inference, <= 1.25 in training);
+- peak memory (resident set size of a fresh process per head and mode);
+- the overhead of label attention as a ratio to vanilla (targets: <= 1.10 at inference, <= 1.15 in training);
+- model FLOPs per second (counted by torch on the batch measured) as a fraction of the machine's peak, measured in the
+  same run by large fp32 matrix products (MFU), and the bf16 peak where the CPU has native bf16;
 - how inference time grows with the number of labels (synthetic descriptions) and with the document length.
 Writes `<output>.json` and `<output>.md`.
 """
 
 import argparse
 import json
+import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from torch.utils import flop_counter
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from label_attention import LabelAttentionForSequenceClassification
 
+HEADS = ("linear", "label-attention")
 WORDS = "cell tumour growth signal immune vessel energy genome death invasion repair division".split()
+# The CPU flags that set the peak of matrix products: vector width (AVX2, AVX-512) and native bf16 (AVX512-BF16, AMX).
+MATMUL_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+# torch's FLOP counter knows the GPU kernels of scaled_dot_product_attention but not the CPU one that inference runs
+# (torch 2.13), which would leave the encoder's attention out of MFU: counted with the same formulas (unwrapped, as
+# the counter wraps the formulas it is given).
+CPU_ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: flop_counter.sdpa_flop.__wrapped__,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: flop_counter.sdpa_backward_flop.__wrapped__,
+}
+
+
+def cpuinfo(field: str) -> str | None:
+    """The first value of `field` in /proc/cpuinfo (None without that file or field)."""
+    path = Path("/proc/cpuinfo")
+    for line in path.read_text().splitlines() if path.exists() else []:
+        name, _, value = line.partition(":")
+        if name.strip() == field:
+            return value.strip()
+    return None
 
 
 def cpu_name() -> str:
     """The CPU's model name, for the tables (timings differ between machines)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+    return cpuinfo("model name") or platform.processor() or "unknown CPU"
+
+
+def cpu_flags() -> list[str]:
+    """Which of `MATMUL_FLAGS` this CPU has."""
+    flags = set((cpuinfo("flags") or "").split())
+    return [flag for flag in MATMUL_FLAGS if flag in flags]
+
+
+def peak_flops(dtype=torch.float32, size=4096, repeats=5) -> float:
+    """FLOP/s of the fastest of `repeats` products of two `size` x `size` matrices, at the current thread count: what
+    this machine's matrix products reach, the denominator of MFU."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+
+    def product():
+        return a @ b
+
+    product()  # warm-up
+    return 2 * size**3 / min(time_steps(product, steps=1, warmup=0) for _ in range(repeats))
+
+
+def model_flops(step) -> int:
+    """FLOPs of one call of `step` (matrix products and attention), counted by torch as it runs."""
+    counter = flop_counter.FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)
+    with counter:
+        step()
+    return counter.get_total_flops()
 
 
 def encoder_and_name(encoder: str | None) -> tuple[str, str]:
@@ -87,8 +135,18 @@ def time_steps(step, steps, warmup):
     return (time.perf_counter() - started) / steps
 
 
-def measure(head, mode, encoder, num_labels, batch_size, length, steps, warmup, config=None):
-    """One measurement, meant to run in its own process so that peak memory is its own."""
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. Linux's `ru_maxrss` starts from the parent's at the fork that made this
+    process (a measurement would report at least the benchmark's own memory); `VmHWM` is this process's alone."""
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.exists() else []:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_step(head, mode, encoder, num_labels, batch_size, length, config=None):
+    """A fresh model and its step: one training step (forward, backward, AdamW) or one inference batch."""
     torch.manual_seed(0)
     model = build(head, encoder, num_labels, config)
     inputs = batch_of(AutoTokenizer.from_pretrained(encoder), batch_size, length)
@@ -102,8 +160,6 @@ def measure(head, mode, encoder, num_labels, batch_size, length, steps, warmup, 
             optimizer.step()
             optimizer.zero_grad()
 
-        seconds = time_steps(step, steps, warmup)
-        rate = {"tokens_per_second": batch_size * length / seconds}
     else:
         model.eval()
 
@@ -111,10 +167,45 @@ def measure(head, mode, encoder, num_labels, batch_size, length, steps, warmup, 
             with torch.no_grad():
                 model(**inputs)
 
-        seconds = time_steps(step, steps, warmup)
-        rate = {"documents_per_second": batch_size / seconds}
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds_per_batch": seconds, "peak_rss_mib": peak_mib, **rate}
+    return model, step
+
+
+def rates(mode, batch_size, length, seconds) -> dict:
+    """Seconds per batch, and tokens (training) or documents (inference) per second."""
+    if mode == "train":
+        return {"seconds_per_batch": seconds, "tokens_per_second": batch_size * length / seconds}
+    return {"seconds_per_batch": seconds, "documents_per_second": batch_size / seconds}
+
+
+def measure(head, mode, encoder, num_labels, batch_size, length, steps, warmup, config=None):
+    """One measurement, meant to run in its own process so that peak memory is its own."""
+    _, step = make_step(head, mode, encoder, num_labels, batch_size, length, config)
+    seconds = time_steps(step, steps, warmup)
+    return {"peak_rss_mib": peak_rss_mib(), **rates(mode, batch_size, length, seconds)}
+
+
+def measure_heads(mode, encoder, num_labels, batch_size, length, steps, warmup) -> dict:
+    """Both heads in this process, their timed steps alternated (A B A B ...), so that the changing load of a shared
+    machine falls on both alike: per head the median seconds per batch, the FLOPs of one batch (counted after the
+    timed steps: a label-attention model in eval mode has its label embeddings cached) and the encoder's attention."""
+    from label_attention.train_accelerate import encoder_of
+
+    made = {head: make_step(head, mode, encoder, num_labels, batch_size, length) for head in HEADS}
+    for _ in range(warmup):
+        for _, step in made.values():
+            step()
+    seconds = {head: [] for head in HEADS}
+    for _ in range(steps):
+        for head, (_, step) in made.items():
+            seconds[head].append(time_steps(step, steps=1, warmup=0))
+    return {
+        head: {
+            **rates(mode, batch_size, length, statistics.median(seconds[head])),
+            "flops_per_batch": model_flops(step),
+            "attn_implementation": encoder_of(model).config._attn_implementation,
+        }
+        for head, (model, step) in made.items()
+    }
 
 
 def measure_in_subprocess(memory_limit_gib=None, **kwargs):
@@ -133,23 +224,33 @@ def measure_in_subprocess(memory_limit_gib=None, **kwargs):
 
 
 def markdown(results):
+    size = results["peak_matrix_size"]
+    peaks = ", ".join(f"{dtype} {peak / 1e9:.0f} GFLOP/s" for dtype, peak in results["peak_flops_per_second"].items())
+    attention = ", ".join(sorted({measured["attn_implementation"] for measured in results["train"].values()}))
     lines = [
-        f"Encoder: `{results['encoder_name']}`; batch {results['batch_size']}, length {results['length']} tokens, "
-        f"{results['num_labels']} labels; {results['threads']} CPU threads; `{results['device']}`.",
+        f"Encoder: `{results['encoder_name']}` (attention: `{attention}`); batch {results['batch_size']}, "
+        f"length {results['length']} tokens, {results['num_labels']} labels; {results['threads']} CPU threads "
+        f"(OMP_WAIT_POLICY {results['omp_wait_policy']}) of {results['cpu']} ({', '.join(results['cpu_flags'])}); "
+        f"torch {results['torch']}.",
         "",
-        "| head | training tokens/s | inference documents/s | peak RSS training (MiB) | peak RSS inference (MiB) |",
-        "|---|---|---|---|---|",
+        f"Peak of this machine (products of {size} x {size} matrices, same threads; fp32: the best of "
+        f"{len(results['fp32_peak_measurements'])} measurements around the others): {peaks}. MFU: model FLOPs per "
+        "second (counted by torch on the batch measured) as a fraction of the fp32 peak.",
+        "",
+        "| head | training tokens/s | training MFU | inference documents/s | inference MFU | peak RSS training (MiB) "
+        "| peak RSS inference (MiB) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for head in ("linear", "label-attention"):
+    for head in HEADS:
         train, infer = results["train"][head], results["inference"][head]
         lines.append(
-            f"| {head} | {train['tokens_per_second']:.0f} | {infer['documents_per_second']:.1f} | "
-            f"{train['peak_rss_mib']:.0f} | {infer['peak_rss_mib']:.0f} |"
+            f"| {head} | {train['tokens_per_second']:.0f} | {train['mfu']:.2f} | {infer['documents_per_second']:.1f} | "
+            f"{infer['mfu']:.2f} | {train['peak_rss_mib']:.0f} | {infer['peak_rss_mib']:.0f} |"
         )
     ratios = results["overhead"]
     lines += [
         "",
-        f"Label-attention time per batch as a ratio to vanilla: training **{ratios['train']:.3f}** (target <= 1.25), "
+        f"Label-attention time per batch as a ratio to vanilla: training **{ratios['train']:.3f}** (target <= 1.15), "
         f"inference **{ratios['inference']:.3f}** (target <= 1.10).",
         "",
         "Inference time per batch (label attention, cached label embeddings) by number of labels:",
@@ -178,6 +279,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--label-counts", default="10,100,1000,5000")
     parser.add_argument("--lengths", default="128,256,512")
+    parser.add_argument("--peak-size", type=int, default=4096, help="Size of the matrices that measure the peak.")
     parser.add_argument("--output", default="benchmarks/results/speed")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -185,50 +287,61 @@ def main(argv=None):
         print(json.dumps(measure(**json.loads(args.measure))))
         return 0
 
+    from label_attention.train_accelerate import cpu_has_native_bf16
+
     encoder, encoder_name = encoder_and_name(args.encoder)
-    common = dict(encoder=encoder, steps=args.steps, warmup=args.warmup)
+    common = dict(encoder=encoder, batch_size=args.batch_size, warmup=args.warmup)
     results = {
         "encoder_name": encoder_name,
         "batch_size": args.batch_size,
         "length": args.length,
         "num_labels": args.num_labels,
         "threads": torch.get_num_threads(),
+        # On cores shared with other processes, threads that spin while they wait (OpenMP's default) slow every step.
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "device": "cpu",
-        "train": {},
-        "inference": {},
+        "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
+        "torch": torch.__version__,
+        "peak_matrix_size": args.peak_size,
     }
-    for head in ("linear", "label-attention"):
-        for mode, key in (("train", "train"), ("inference", "inference")):
-            results[key][head] = measure_in_subprocess(
-                head=head, mode=mode, num_labels=args.num_labels, batch_size=args.batch_size, length=args.length,
-                **common,
-            )  # fmt: skip
-            print(f"{head} {mode}: {results[key][head]}", flush=True)
+    # The peak is measured around the measurements, at their thread count, and the best kept: the load of a shared
+    # machine changes, and the best its matrix products reach is what it can do.
+    fp32_peaks = [peak_flops(torch.float32, args.peak_size)]
+    for mode in ("train", "inference"):
+        results[mode] = measure_heads(mode, num_labels=args.num_labels, length=args.length, steps=args.steps, **common)
+        fp32_peaks.append(peak_flops(torch.float32, args.peak_size))
+        for head in HEADS:  # peak memory: a fresh process per head, for as many steps as it takes to reach it
+            memory = measure_in_subprocess(
+                head=head, mode=mode, num_labels=args.num_labels, length=args.length, steps=1, **common
+            )
+            results[mode][head]["peak_rss_mib"] = memory["peak_rss_mib"]
+        print(f"{mode}: {results[mode]}", flush=True)
+    results["fp32_peak_measurements"] = fp32_peaks
+    results["peak_flops_per_second"] = {"fp32": max(fp32_peaks)}
+    if cpu_has_native_bf16():  # emulated bf16 is no peak of the machine's
+        results["peak_flops_per_second"]["bf16"] = peak_flops(torch.bfloat16, args.peak_size)
+    print(f"{results['cpu']} ({' '.join(results['cpu_flags'])}): peak {results['peak_flops_per_second']}", flush=True)
+    for mode in ("train", "inference"):
+        for measured in results[mode].values():
+            measured["mfu"] = measured["flops_per_batch"] / measured["seconds_per_batch"] / max(fp32_peaks)
     results["overhead"] = {
         mode: results[mode]["label-attention"]["seconds_per_batch"] / results[mode]["linear"]["seconds_per_batch"]
         for mode in ("train", "inference")
     }
     results["by_num_labels"] = []
     for count in map(int, args.label_counts.split(",")):
-        timings = {
-            head: measure_in_subprocess(
-                head=head, mode="inference", num_labels=count, batch_size=args.batch_size, length=args.length, **common
-            )["seconds_per_batch"]
-            for head in ("linear", "label-attention")
-        }
+        timings = measure_heads("inference", num_labels=count, length=args.length, steps=args.steps, **common)
+        seconds = {head: timings[head]["seconds_per_batch"] for head in HEADS}
         results["by_num_labels"].append(
-            {"num_labels": count, "seconds_per_batch": timings["label-attention"],
-             "ratio_to_linear": timings["label-attention"] / timings["linear"]}
+            {"num_labels": count, "seconds_per_batch": seconds["label-attention"],
+             "ratio_to_linear": seconds["label-attention"] / seconds["linear"]}
         )  # fmt: skip
         print(results["by_num_labels"][-1], flush=True)
     results["by_length"] = []
     for length in map(int, args.lengths.split(",")):
-        row = {"length": length}
-        for head in ("linear", "label-attention"):
-            row[head] = measure_in_subprocess(
-                head=head, mode="inference", num_labels=args.num_labels, batch_size=args.batch_size, length=length,
-                **common,
-            )["seconds_per_batch"]  # fmt: skip
+        timings = measure_heads("inference", num_labels=args.num_labels, length=length, steps=args.steps, **common)
+        row = {"length": length, **{head: timings[head]["seconds_per_batch"] for head in HEADS}}
         row["ratio"] = row["label-attention"] / row["linear"]
         results["by_length"].append(row)
         print(row, flush=True)

@@ -17,15 +17,20 @@ def test_speed_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path):
     output = tmp_path / "speed"
     run(
         REPO / "benchmarks" / "speed.py", "--encoder", tiny_encoder, "--batch-size", 2, "--length", 16,
-        "--steps", 1, "--warmup", 0, "--label-counts", "3", "--lengths", "16", "--output", output,
+        "--steps", 1, "--warmup", 0, "--label-counts", "3", "--lengths", "16", "--peak-size", 256, "--output", output,
     )  # fmt: skip
     results = json.loads(output.with_suffix(".json").read_text())
+    assert results["peak_flops_per_second"]["fp32"] > 0 and results["cpu"]
     for mode in ("train", "inference"):
         assert set(results[mode]) == {"linear", "label-attention"}
         assert results["overhead"][mode] > 0
+        for measured in results[mode].values():
+            assert measured["flops_per_batch"] > 0 and 0 < measured["mfu"] <= 1
+            assert measured["attn_implementation"] == "sdpa"
     assert [row["num_labels"] for row in results["by_num_labels"]] == [3]
     assert [row["length"] for row in results["by_length"]] == [16]
     assert "ratio to vanilla" in output.with_suffix(".md").read_text()
+    assert "MFU" in output.with_suffix(".md").read_text()
 
 
 def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, tmp_path):
