@@ -205,7 +205,7 @@ def _card_body(facts: _CardFacts, config: dict, repo_id, test_metrics: dict, val
         "has_thresholds": thresholds is not None,
         "has_label_f1": bool(per_label_f1),
         **{key: config.get(key) for key in ("label_attention_blocks", "label_attention_heads", "label_pooling",
-                                            "fixed_label_embeddings")},
+                                            "fixed_label_embeddings", "label_scorer")},
         "hyperparameters": [{"name": _cell(key), "value": _cell(_value_text(value))}
                             for key, value in hyperparameters.items()],
         "metric_rows": _metric_rows(test_scores, validation_scores),

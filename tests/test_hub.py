@@ -174,6 +174,18 @@ def test_model_card_keeps_local_paths_out(tiny_model, tmp_path):
     assert ModelCard.load(folder / "README.md").data.base_model == "dmis-lab/biobert-v1.1"
 
 
+def test_model_card_describes_the_scorer_the_model_has(model_folder, tmp_path):
+    assert "a per-label scorer" in (model_folder / "README.md").read_text()
+    folder = tmp_path / "shared"
+    shutil.copytree(model_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "label_scorer": "shared"}))
+    text = str(hub.render_model_card(folder, base_model=None, dataset_name="hoc", test_metrics={},
+                                     validation_metrics=None, hyperparameters={}))
+    assert "one scorer shared by the labels" in text and "`add_labels` / `remove_labels`" in text
+    assert "labels added later from their descriptions" in text and "a per-label scorer" not in text
+
+
 def test_model_card_of_a_single_label_linear_baseline(tmp_path):
     """The training script's baseline (encoder + linear head, no custom code) gets a fitting card too."""
     folder = tmp_path / "baseline"
