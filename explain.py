@@ -24,7 +24,8 @@ Command line (console script `label-attention-explain`, or `python -m label_atte
     label-attention-explain --model DIR "some text" --heatmap heatmap.png --json
 
 How the weights are combined (see `combine_attentions`): each block's weights are averaged over its heads, then
-the per-block maps are averaged over blocks (or one block is taken, `block=k`). By default (`contrast=True`, see
+the per-block maps are averaged over blocks (or one block is taken, `block=k`); a model with the shared scorer
+(`label_scorer="shared"`) adds the scorer's own attention, which its logits read, as one more map after the blocks'. By default (`contrast=True`, see
 `label_contrast`) each label keeps only what it attends to more than the labels' mean: the labels of a model share
 much of their attention, and what they share explains no label in particular. Special tokens and padding are
 dropped; a word gets the largest weight of its sub-word tokens (`word_aggregation="max"`; or "sum", "mean",
@@ -216,8 +217,8 @@ def _check_tokenizer(tokenizer):
 def combine_attentions(attentions: tuple[torch.Tensor, ...], block: int | None = None) -> torch.Tensor:
     """Combine the label-attention weights of all heads and blocks into one map per label.
 
-    `attentions` is the model's `attentions` output: one tensor per block, each `(batch, heads, num_labels,
-    seq_len)`. Each block's weights are averaged over its heads; the per-block maps are then averaged over blocks
+    `attentions` is the model's `attentions` output: one tensor per block (and, with the shared scorer, one more for
+    its own attention), each `(batch, heads, num_labels, seq_len)`. Each block's weights are averaged over its heads; the per-block maps are then averaged over blocks
     (every block attends over the same encoder token states, so their maps are comparable), or, with `block=k`,
     block `k` alone is used (e.g. `block=-1`, the last). Each head's weights sum to 1 over the document's tokens
     and padding gets 0, so the result, `(batch, num_labels, seq_len)`, does too.
@@ -229,7 +230,7 @@ def combine_attentions(attentions: tuple[torch.Tensor, ...], block: int | None =
         try:
             return per_block[block]
         except IndexError:
-            raise ExplainError(f"block={block} but the model has {len(per_block)} label-attention blocks.") from None
+            raise ExplainError(f"block={block} but the model has {len(per_block)} attention maps.") from None
     return torch.stack(per_block).mean(dim=0)
 
 

@@ -156,20 +156,26 @@ class SharedLabelScorer(nn.Module):
         """P x, scaled to unit length."""
         return nn.functional.normalize(states + nn.functional.linear(states, self.metric), dim=-1)
 
-    def forward(self, label_states, label_embeddings, document_states, document_padding_mask):
+    def forward(self, label_states, label_embeddings, document_states, document_padding_mask, output_attentions=False):
         """`label_states`: the blocks' output `(batch, num_labels, hidden)`; `label_embeddings`: `(num_labels,
         hidden)`; `document_states`: the encoder's `(batch, length, hidden)`; `document_padding_mask`: `(batch,
-        length)`, True at padding."""
+        length)`, True at padding. Returns the logits `(batch, num_labels)` and, with `output_attentions`, the
+        scorer's attention weights alpha `(batch, 1, num_labels, length)` (else None)."""
         batch_size, length = document_states.shape[:2]
         labels = self.project(label_embeddings)
         queries = (labels * self.attention_scale).expand(batch_size, 1, -1, -1)  # (batch, 1 head, labels, hidden)
         keys = self.project(document_states).unsqueeze(1)
+        values = document_states.unsqueeze(1)
         attend_to = ~document_padding_mask.view(batch_size, 1, 1, length)
-        attended = nn.functional.scaled_dot_product_attention(
-            queries, keys, document_states.unsqueeze(1), attend_to, scale=1.0
-        ).squeeze(1)  # (batch, labels, hidden): no (labels, tokens) weights kept
+        weights = None
+        if output_attentions:
+            weights = (queries @ keys.transpose(-1, -2)).masked_fill(~attend_to, float("-inf")).softmax(-1)
+            attended = (weights @ values).squeeze(1)
+        else:  # no (labels, tokens) weights kept
+            attended = nn.functional.scaled_dot_product_attention(queries, keys, values, attend_to, scale=1.0)
+            attended = attended.squeeze(1)
         similarity = (self.project(attended) * labels).sum(-1)
-        return self.logit_scale * similarity + label_states @ self.weight + self.bias
+        return self.logit_scale * similarity + label_states @ self.weight + self.bias, weights
 
 
 class LabelAttentionPreTrainedModel(PreTrainedModel):
@@ -583,7 +589,8 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
 
         Returns `loss` (when `labels` are given), `logits` of shape `(batch_size, num_labels)` and, with
         `output_attentions=True`, the label-attention weights of every block, each of shape `(batch_size,
-        num_heads, num_labels, sequence_length)`.
+        num_heads, num_labels, sequence_length)`, followed, with the shared scorer, by the scorer's own attention
+        `(batch_size, 1, num_labels, sequence_length)`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.label_attention(
@@ -594,13 +601,18 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
             return_dict=True,
         )
         label_states = self.dropout(outputs.last_hidden_state)
+        attentions = outputs.attentions
         if self.config.label_scorer == "shared":
             document_states = outputs.encoder_last_hidden_state
             if attention_mask is None:
                 padding_mask = torch.zeros(document_states.shape[:2], dtype=torch.bool, device=document_states.device)
             else:  # cut as the documents were (max_document_length)
                 padding_mask = attention_mask[:, : document_states.shape[1]] == 0
-            logits = self.scorer(label_states, outputs.label_embeddings, document_states, padding_mask)
+            logits, scorer_attentions = self.scorer(
+                label_states, outputs.label_embeddings, document_states, padding_mask, output_attentions
+            )
+            if scorer_attentions is not None:  # what the shared scorer's logit reads: explanations show it too
+                attentions = outputs.attentions + (scorer_attentions,)
         else:
             logits = self.scorer(label_states)
 
@@ -610,9 +622,9 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
             loss = classification_loss(logits, labels, self.config.problem_type)
 
         if not return_dict:
-            output = (logits,) + ((outputs.attentions,) if outputs.attentions is not None else ())
+            output = (logits,) + ((attentions,) if attentions is not None else ())
             return ((loss,) + output) if loss is not None else output
-        return SequenceClassifierOutput(loss=loss, logits=logits, attentions=outputs.attentions)
+        return SequenceClassifierOutput(loss=loss, logits=logits, attentions=attentions)
 
     def predict_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Decisions from logits: multi-hot `(batch, num_labels)` using `config.decision_thresholds` (0.5 where

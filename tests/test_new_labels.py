@@ -9,6 +9,7 @@ from test_loading import PIPELINE_TEXTS, assert_loads_like_saved, assert_pipelin
 from tiny_models import DOCUMENTS, LABEL_DESCRIPTIONS, LABEL_NAMES, encode
 
 from label_attention import LabelAttentionForSequenceClassification
+from label_attention.explain import explain
 from label_attention.modeling_label_attention import NEW_LABEL_THRESHOLD
 from label_attention.onnx_export import OnnxTextClassificationPipeline, export_onnx
 
@@ -41,8 +42,33 @@ def test_shared_scorer_trains_and_scores_the_embeddings_the_blocks_read(make_mod
     torch.testing.assert_close(outputs.label_embeddings, model.label_attention.label_embeddings())
     padding = batch["attention_mask"] == 0
     states = outputs.last_hidden_state, outputs.label_embeddings, outputs.encoder_last_hidden_state
-    expected = model.scorer(*states, padding)
+    expected, no_weights = model.scorer(*states, padding)
     torch.testing.assert_close(logits(model, batch), expected)
+    assert no_weights is None
+
+
+def test_shared_scorer_returns_its_attention_after_the_blocks(make_model, batch):
+    """With `output_attentions`, the shared scorer's own attention (what its logit reads) follows the blocks'; the
+    logits are the same as without it."""
+    model = make_model(label_scorer="shared", label_attention_blocks=2)
+    with torch.no_grad():
+        outputs = model(**batch, output_attentions=True)
+    assert len(outputs.attentions) == 3
+    scorer_weights = outputs.attentions[-1]
+    assert scorer_weights.shape == (2, 1, 3, batch["input_ids"].shape[1])
+    padding = (batch["attention_mask"] == 0)[:, None, None, :].expand_as(scorer_weights)
+    assert padding.any() and (scorer_weights[padding] == 0).all()
+    torch.testing.assert_close(scorer_weights.sum(-1), torch.ones(2, 1, 3))
+    torch.testing.assert_close(outputs.logits, logits(model, batch), atol=1e-5, rtol=1e-5)
+
+
+def test_explanations_of_a_shared_scorer_model_read_the_scorers_attention(make_model, tokenizer):
+    model = make_model(label_scorer="shared")
+    [scorer_only] = explain(model, tokenizer, DOCUMENTS[:1], top_k=None, block=-1, contrast=False)
+    [blocks_only] = explain(model, tokenizer, DOCUMENTS[:1], top_k=None, block=0, contrast=False)
+    for from_scorer, from_block in zip(scorer_only.labels, blocks_only.labels):
+        assert sum(word.weight for word in from_scorer.words) == pytest.approx(1.0)
+        assert [w.weight for w in from_scorer.words] != pytest.approx([w.weight for w in from_block.words])
 
 
 def test_shared_scorer_reads_long_documents_in_windows(make_model, tokenizer):
