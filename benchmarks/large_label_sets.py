@@ -8,7 +8,8 @@ Each figure from its own process (see `speed.py`): seconds per batch and peak re
   them (`trained_labels_per_step`; the others come from a cache);
 - the full block and the lighter one without the per-label feed-forward layer (`label_attention_feed_forward`);
 - vanilla ([CLS] + linear) with as many outputs, for reference;
-- inference time per document and peak memory by number of labels (`--label-counts`), against vanilla.
+- inference time per document, peak memory and FLOPs per document (counted by torch) by number of labels
+  (`--label-counts`), against vanilla; `--flops-only` adds the FLOPs to an existing `<output>.json` without timing.
 A configuration that does not fit in `--memory-limit-gib` (or fails) is recorded as such. Writes `<output>.json` and
 `<output>.md`.
 """
@@ -17,9 +18,10 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
-from speed import cpu_name, encoder_and_name, measure_in_subprocess, write_results
+from speed import cpu_name, encoder_and_name, make_step, measure_in_subprocess, model_flops, write_results
 
 CASES = [  # (name, head, mode, label-attention config)
     ("label attention, full block", "label-attention", "inference", {}),
@@ -31,6 +33,34 @@ CASES = [  # (name, head, mode, label-attention config)
      {"trained_labels_per_step": 0, "label_attention_feed_forward": False}),
     ("vanilla", "linear", "train", None),
 ]  # fmt: skip
+
+SWEEP_MODELS = [  # (name, head, label-attention config) of the sweep over label counts
+    ("vanilla", "linear", None),
+    ("label attention", "label-attention", {}),
+    ("lighter block", "label-attention", {"label_attention_feed_forward": False}),
+]
+
+
+def flops_per_document(encoder, head, num_labels, length, config) -> float:
+    """FLOPs of one document's inference (label embeddings cached, as in the timings), counted by torch."""
+    _, step = make_step(head, "inference", encoder, num_labels, 1, length, config)
+    step()  # caches the label embeddings
+    return model_flops(step)
+
+
+def add_flops(rows, encoder, length):
+    for row in rows:
+        for name, head, config in SWEEP_MODELS:
+            row[name]["flops_per_document"] = flops_per_document(encoder, head, row["num_labels"], length, config)
+
+
+def failure_reason(stderr: str, returncode: int, memory_limit_gib: float) -> str:
+    """A measurement's failure in a table cell: running out of the capped address space is said as such (torch's
+    allocator message is long), anything else by the last line of its error output."""
+    if "can't allocate memory" in stderr or "MemoryError" in stderr:
+        return f"failed: out of memory under the {memory_limit_gib:g} GiB cap"
+    last_line = stderr.strip().splitlines()[-1:] or [f"exit code {returncode}"]
+    return f"failed: {last_line[0][:160]}"
 
 
 def by_label_count_markdown(rows) -> list[str]:
@@ -49,6 +79,13 @@ def by_label_count_markdown(rows) -> list[str]:
             f"{full['peak_rss_mib']:.0f} | {light['seconds_per_document']:.4f} | {light['ratio']:.2f} | "
             f"{light['peak_rss_mib']:.0f} | {vanilla['seconds_per_document']:.4f} | {vanilla['peak_rss_mib']:.0f} |"
         )
+    if rows and all("flops_per_document" in row["vanilla"] for row in rows):
+        lines += ["", "FLOPs per document (GFLOP, counted by torch; ratio to vanilla):", "",
+                  "| labels | vanilla | label attention | ratio | lighter block | ratio |", "|---|---|---|---|---|---|"]
+        for row in rows:
+            vanilla, full, light = (row[name]["flops_per_document"] for name, _, _ in SWEEP_MODELS)
+            lines.append(f"| {row['num_labels']} | {vanilla / 1e9:.2f} | {full / 1e9:.2f} | {full / vanilla:.2f} | "
+                         f"{light / 1e9:.2f} | {light / vanilla:.2f} |")  # fmt: skip
     return lines
 
 
@@ -83,9 +120,19 @@ def main(argv=None):
     parser.add_argument("--label-counts", default="10,100,1000,10000", help="The inference sweep over label counts.")
     parser.add_argument("--memory-limit-gib", type=float, default=16, help="Address-space cap of each measurement.")
     parser.add_argument("--output", default="benchmarks/results/large_label_sets")
+    parser.add_argument("--flops-only", action="store_true",
+                        help="Only count FLOPs (no timing: any load will do) and add them to <output>.json.")  # fmt: skip
     args = parser.parse_args(argv)
 
     encoder, encoder_name = encoder_and_name(args.encoder)
+    if args.flops_only:
+        path = Path(args.output).with_suffix(".json")
+        if not path.is_file():
+            parser.error(f"--flops-only adds to an earlier run's results, and {path} does not exist.")
+        results = json.loads(path.read_text())
+        add_flops(results["by_num_labels"], encoder, results["length"])
+        write_results(args.output, results, markdown(results))
+        return 0
     results = {
         "encoder_name": encoder_name,
         "num_labels": args.num_labels,
@@ -108,8 +155,7 @@ def main(argv=None):
                 )
             )  # fmt: skip
         except subprocess.CalledProcessError as error:  # e.g. out of memory under the cap
-            reason = (error.stderr or "").strip().splitlines()[-1:] or [f"exit code {error.returncode}"]
-            row["error"] = f"failed: {reason[0][:160]}"
+            row["error"] = failure_reason(error.stderr or "", error.returncode, args.memory_limit_gib)
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
 
@@ -118,14 +164,14 @@ def main(argv=None):
                      steps=args.steps, warmup=args.warmup, memory_limit_gib=args.memory_limit_gib)  # fmt: skip
     for count in map(int, args.label_counts.split(",")):
         row = {"num_labels": count}
-        for name, head, config in (("vanilla", "linear", None), ("label attention", "label-attention", {}),
-                                   ("lighter block", "label-attention", {"label_attention_feed_forward": False})):
+        for name, head, config in SWEEP_MODELS:
             measured = measure_in_subprocess(head=head, num_labels=count, config=config, **inference)
             row[name] = {"seconds_per_document": measured["seconds_per_batch"] / args.batch_size,
                          "peak_rss_mib": measured["peak_rss_mib"]}  # fmt: skip
             row[name]["ratio"] = row[name]["seconds_per_document"] / row["vanilla"]["seconds_per_document"]
         results["by_num_labels"].append(row)
         print(json.dumps(row), flush=True)
+    add_flops(results["by_num_labels"], encoder, args.length)
 
     write_results(args.output, results, markdown(results))
     return 0

@@ -94,6 +94,32 @@ def test_large_label_set_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_p
     assert results["by_num_labels"][0]["vanilla"]["ratio"] == 1.0
     table = output.with_suffix(".md").read_text()
     assert "2 descriptions re-encoded" in table and "Inference by number of labels" in table
+    flops = [{name: row[name]["flops_per_document"] for name in row if name != "num_labels"}
+             for row in results["by_num_labels"]]  # fmt: skip
+    assert flops[0]["vanilla"] == pytest.approx(flops[1]["vanilla"], rel=0.01)  # the encoder, whatever the labels
+    assert flops[1]["label attention"] > flops[0]["label attention"] > flops[0]["lighter block"] > flops[0]["vanilla"]
+    assert "FLOPs per document" in table
+
+    for row in results["by_num_labels"]:  # --flops-only adds them to a run's results, timings untouched
+        for name in ("vanilla", "label attention", "lighter block"):
+            del row[name]["flops_per_document"]
+    output.with_suffix(".json").write_text(json.dumps(results))
+    script.main(["--encoder", str(tiny_encoder), "--output", str(output), "--flops-only"])
+    recounted = json.loads(output.with_suffix(".json").read_text())
+    assert recounted["rows"] == results["rows"]
+    assert recounted["by_num_labels"][1]["label attention"]["flops_per_document"] == flops[1]["label attention"]
+    with pytest.raises(SystemExit):
+        script.main(["--encoder", str(tiny_encoder), "--output", str(tmp_path / "none"), "--flops-only"])
+
+
+def test_a_measurement_out_of_memory_is_reported_as_such(monkeypatch):
+    from training_runs import import_benchmark
+
+    script = import_benchmark("large_label_sets", monkeypatch)
+    allocator = "RuntimeError: [enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: ..."
+    assert script.failure_reason("Traceback ...\n" + allocator, 1, 16.0) == "failed: out of memory under the 16 GiB cap"
+    assert script.failure_reason("Traceback ...\nValueError: bad\n", 1, 16.0) == "failed: ValueError: bad"
+    assert script.failure_reason("", -9, 16.0) == "failed: exit code -9"
 
 
 @pytest.mark.parametrize("blocks", [1, 2])
