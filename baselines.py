@@ -45,9 +45,13 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
         self.post_init()
 
     @classmethod
-    def from_encoder_pretrained(cls, encoder_name_or_path: str, **config_kwargs):
-        """A fresh classifier on the pretrained encoder's weights; `config_kwargs` are `MeanPoolingConfig`'s."""
-        encoder = _without_pooler(AutoModel.from_pretrained(encoder_name_or_path, dtype=torch.get_default_dtype()))
+    def from_encoder_pretrained(cls, encoder_name_or_path: str, encoder_kwargs: dict | None = None, **config_kwargs):
+        """A fresh classifier on the pretrained encoder's weights; `encoder_kwargs` override the encoder's config,
+        `config_kwargs` are `MeanPoolingConfig`'s."""
+        encoder = AutoModel.from_pretrained(
+            encoder_name_or_path, dtype=torch.get_default_dtype(), **(encoder_kwargs or {})
+        )
+        encoder = _without_pooler(encoder)
         model = cls(MeanPoolingConfig(encoder=encoder.config, **config_kwargs))
         model.encoder = encoder
         return model

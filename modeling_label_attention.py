@@ -521,6 +521,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         label_names: list[str],
         label_descriptions: list[str],
         problem_type: str = "multi_label_classification",
+        encoder_kwargs: dict | None = None,
         **label_attention_kwargs,
     ):
         """Build a classifier from a pretrained encoder, with fresh label-attention layers.
@@ -529,12 +530,15 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         with that tokenizer, and returns `(model, tokenizer)`, the model in eval mode. Save the tokenizer beside the
         model so that `pipeline` can load both from the same folder. The tokenizer's `model_max_length` is set to
         `config.max_document_length`, the longest document the model reads, so that `truncation=True` keeps what it
-        reads. `label_attention_kwargs` are any other [`LabelAttentionConfig`] arguments (e.g.
-        `label_attention_blocks=2`, `label_pooling="mean"`).
+        reads. `encoder_kwargs` override the encoder's config (e.g. `{"attention_probs_dropout_prob": 0.0}`);
+        `label_attention_kwargs` are any other [`LabelAttentionConfig`] arguments (e.g. `label_attention_blocks=2`,
+        `label_pooling="mean"`).
         """
         tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path)
         # A half-precision checkpoint must not load as such: the new layers are built in the default dtype.
-        encoder = AutoModel.from_pretrained(encoder_name_or_path, dtype=torch.get_default_dtype())
+        encoder = AutoModel.from_pretrained(
+            encoder_name_or_path, dtype=torch.get_default_dtype(), **(encoder_kwargs or {})
+        )
         config = LabelAttentionConfig(
             encoder=encoder.config,
             id2label=dict(enumerate(label_names)),

@@ -36,6 +36,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
@@ -208,6 +209,11 @@ def parse_args(argv=None):
         help="The lighter label-attention block: no feed-forward layer (cheaper with thousands of labels).",
     )  # fmt: skip
     model.add_argument(
+        "--encoder-attention-dropout", type=finite_number(0, 1, "between 0 and 1 (a probability)"), default=None,
+        help="Dropout on the encoder's attention weights while training (default: the encoder's own, 0.1 for BERT). "
+        "0 lets PyTorch's fused CPU attention kernel train: about 1.8x faster steps on CPU (see the README).",
+    )  # fmt: skip
+    model.add_argument(
         "--max-length", type=positive_int, default=256,
         help="Documents are truncated to this many tokens (label attention reads beyond the encoder's positions in "
         "windows; the baselines read at most that).",
@@ -286,17 +292,38 @@ def parse_args(argv=None):
     problem = encoder_problem(args.encoder)
     if problem:
         parser.error(f"--encoder {args.encoder}: {problem}; give a saved model folder or a Hub id (ORG/NAME)")
+    try:
+        args.encoder_kwargs = encoder_overrides(args.encoder, args.encoder_attention_dropout)
+    except ValueError as error:
+        parser.error(f"--encoder-attention-dropout: {error}; leave the option out")
     return args
+
+
+# Where encoder configs keep the dropout on attention weights (BERT, RoBERTa, ELECTRA, DeBERTa-v2; DistilBERT).
+ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def encoder_overrides(encoder: str, attention_dropout: float | None) -> dict:
+    """The changes to the encoder's config that the arguments ask for (`--encoder-attention-dropout`)."""
+    if attention_dropout is None:
+        return {}
+    config = AutoConfig.from_pretrained(encoder)
+    field = next((name for name in ATTENTION_DROPOUT_FIELDS if hasattr(config, name)), None)
+    if field is None:
+        raise ValueError(f"the {config.model_type} encoder's config has none of {', '.join(ATTENTION_DROPOUT_FIELDS)}")
+    return {field: attention_dropout}
 
 
 def build_model(args, label_set):
     """The label-attention classifier or the vanilla baseline, with the encoder's tokenizer."""
+    encoder_kwargs = args.encoder_kwargs
     if args.head == "label-attention":
         return LabelAttentionForSequenceClassification.from_encoder_pretrained(
             args.encoder,
             label_set.names,
             label_set.descriptions,
             problem_type=label_set.problem_type,
+            encoder_kwargs=encoder_kwargs,
             label_attention_blocks=args.label_attention_blocks,
             label_attention_heads=args.label_attention_heads,
             label_pooling=args.label_pooling,
@@ -313,9 +340,12 @@ def build_model(args, label_set):
         label2id={name: i for i, name in enumerate(label_set.names)},
     )
     if args.head == "mean-pooling":
-        return MeanPoolingForSequenceClassification.from_encoder_pretrained(args.encoder, **labels), tokenizer
+        model = MeanPoolingForSequenceClassification.from_encoder_pretrained(args.encoder, encoder_kwargs, **labels)
+        return model, tokenizer
     # In the default dtype, as label attention is built: a half-precision checkpoint must not train in half precision.
-    model = AutoModelForSequenceClassification.from_pretrained(args.encoder, dtype=torch.get_default_dtype(), **labels)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        args.encoder, dtype=torch.get_default_dtype(), **labels, **encoder_kwargs
+    )
     return model, tokenizer
 
 
@@ -797,7 +827,8 @@ def train(args, accelerator):
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
     if args.report_to:
-        config = {k: v for k, v in vars(args).items() if v is not None and k != "hub_token"}
+        # Trackers take scalars; encoder_kwargs only restates --encoder-attention-dropout.
+        config = {k: v for k, v in vars(args).items() if v is not None and k not in ("hub_token", "encoder_kwargs")}
         accelerator.init_trackers("label-attention", config)
 
     # Resume
@@ -844,7 +875,7 @@ def hyperparameters_for_card(args) -> dict:
         "head", "max_length", "epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
         "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "mixed_precision",
         "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "trained_labels_per_step",
-        "no_label_feed_forward", "label_scorer", "tune_thresholds",
+        "no_label_feed_forward", "label_scorer", "tune_thresholds", "encoder_attention_dropout",
     )  # fmt: skip
     return {key: getattr(args, key) for key in keys}
 

@@ -10,6 +10,7 @@ one process (the load of a shared machine then falls on both alike):
 - the overhead of label attention as a ratio to vanilla (targets: <= 1.10 at inference, <= 1.15 in training);
 - model FLOPs per second (counted by torch on the batch measured) as a fraction of the machine's peak, measured in the
   same run by large fp32 matrix products (MFU), and the bf16 peak where the CPU has native bf16;
+- training with the encoder's attention dropout off (`--encoder-attention-dropout 0`), against the default;
 - how inference time grows with the number of labels (synthetic descriptions) and with the document length.
 Writes `<output>.json` and `<output>.md`.
 """
@@ -107,16 +108,17 @@ def synthetic_labels(count):
     return names, descriptions
 
 
-def build(head, encoder, num_labels, config=None):
-    """The model to time; `config`: label-attention config arguments (e.g. the lighter block)."""
+def build(head, encoder, num_labels, config=None, encoder_kwargs=None):
+    """The model to time; `config`: label-attention config arguments (e.g. the lighter block); `encoder_kwargs`:
+    changes to the encoder's config (e.g. its attention dropout)."""
     names, descriptions = synthetic_labels(num_labels)
     if head == "label-attention":
         model, _ = LabelAttentionForSequenceClassification.from_encoder_pretrained(
-            encoder, names, descriptions, **(config or {})
+            encoder, names, descriptions, encoder_kwargs=encoder_kwargs, **(config or {})
         )
     else:
         model = AutoModelForSequenceClassification.from_pretrained(
-            encoder, num_labels=num_labels, problem_type="multi_label_classification"
+            encoder, num_labels=num_labels, problem_type="multi_label_classification", **(encoder_kwargs or {})
         )
     return model
 
@@ -145,10 +147,10 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_step(head, mode, encoder, num_labels, batch_size, length, config=None):
+def make_step(head, mode, encoder, num_labels, batch_size, length, config=None, encoder_kwargs=None):
     """A fresh model and its step: one training step (forward, backward, AdamW) or one inference batch."""
     torch.manual_seed(0)
-    model = build(head, encoder, num_labels, config)
+    model = build(head, encoder, num_labels, config, encoder_kwargs)
     inputs = batch_of(AutoTokenizer.from_pretrained(encoder), batch_size, length)
     if mode == "train":
         model.train()
@@ -184,13 +186,14 @@ def measure(head, mode, encoder, num_labels, batch_size, length, steps, warmup, 
     return {"peak_rss_mib": peak_rss_mib(), **rates(mode, batch_size, length, seconds)}
 
 
-def measure_heads(mode, encoder, num_labels, batch_size, length, steps, warmup) -> dict:
+def measure_heads(mode, encoder, num_labels, batch_size, length, steps, warmup, encoder_kwargs=None) -> dict:
     """Both heads in this process, their timed steps alternated (A B A B ...), so that the changing load of a shared
     machine falls on both alike: per head the median seconds per batch, the FLOPs of one batch (counted after the
     timed steps: a label-attention model in eval mode has its label embeddings cached) and the encoder's attention."""
     from label_attention.train_accelerate import encoder_of
 
-    made = {head: make_step(head, mode, encoder, num_labels, batch_size, length) for head in HEADS}
+    made = {head: make_step(head, mode, encoder, num_labels, batch_size, length, encoder_kwargs=encoder_kwargs)
+            for head in HEADS}  # fmt: skip
     for _ in range(warmup):
         for _, step in made.values():
             step()
@@ -252,12 +255,16 @@ def markdown(results):
         "",
         f"Label-attention time per batch as a ratio to vanilla: training **{ratios['train']:.3f}** (target <= 1.15), "
         f"inference **{ratios['inference']:.3f}** (target <= 1.10).",
-        "",
-        "Inference time per batch (label attention, cached label embeddings) by number of labels:",
-        "",
-        "| labels | seconds per batch | ratio to vanilla with as many outputs |",
-        "|---|---|---|",
     ]
+    if "train_without_attention_dropout" in results:
+        lines += ["", "Training with the encoder's attention dropout off (`--encoder-attention-dropout 0`), same run:", "",
+                  "| head | tokens/s | MFU | speed-up over the default |", "|---|---|---|---|"]  # fmt: skip
+        for head in HEADS:
+            measured = results["train_without_attention_dropout"][head]
+            lines.append(f"| {head} | {measured['tokens_per_second']:.0f} | {measured['mfu']:.2f} | "
+                         f"{measured['speedup']:.2f} |")  # fmt: skip
+    lines += ["", "Inference time per batch (label attention, cached label embeddings) by number of labels:", "",
+              "| labels | seconds per batch | ratio to vanilla with as many outputs |", "|---|---|---|"]  # fmt: skip
     for row in results["by_num_labels"]:
         lines.append(f"| {row['num_labels']} | {row['seconds_per_batch']:.3f} | {row['ratio_to_linear']:.3f} |")
     lines += ["", "Inference time per batch by document length:", "", "| length | linear | label attention | ratio |"]
@@ -287,7 +294,7 @@ def main(argv=None):
         print(json.dumps(measure(**json.loads(args.measure))))
         return 0
 
-    from label_attention.train_accelerate import cpu_has_native_bf16
+    from label_attention.train_accelerate import cpu_has_native_bf16, encoder_overrides
 
     encoder, encoder_name = encoder_and_name(args.encoder)
     common = dict(encoder=encoder, batch_size=args.batch_size, warmup=args.warmup)
@@ -317,12 +324,22 @@ def main(argv=None):
             )
             results[mode][head]["peak_rss_mib"] = memory["peak_rss_mib"]
         print(f"{mode}: {results[mode]}", flush=True)
+    no_dropout = encoder_overrides(encoder, attention_dropout=0.0)
+    results["train_without_attention_dropout"] = measure_heads(
+        "train", num_labels=args.num_labels, length=args.length, steps=args.steps, encoder_kwargs=no_dropout, **common
+    )
+    fp32_peaks.append(peak_flops(torch.float32, args.peak_size))
     results["fp32_peak_measurements"] = fp32_peaks
     results["peak_flops_per_second"] = {"fp32": max(fp32_peaks)}
     if cpu_has_native_bf16():  # emulated bf16 is no peak of the machine's
         results["peak_flops_per_second"]["bf16"] = peak_flops(torch.bfloat16, args.peak_size)
     print(f"{results['cpu']} ({' '.join(results['cpu_flags'])}): peak {results['peak_flops_per_second']}", flush=True)
-    for mode in ("train", "inference"):
+    for head, measured in results["train_without_attention_dropout"].items():
+        # The same model, so the same model FLOPs (torch counts the fused kernel's recomputed scores in its backward).
+        measured["counted_flops_per_batch"] = measured["flops_per_batch"]
+        measured["flops_per_batch"] = results["train"][head]["flops_per_batch"]
+        measured["speedup"] = results["train"][head]["seconds_per_batch"] / measured["seconds_per_batch"]
+    for mode in ("train", "inference", "train_without_attention_dropout"):
         for measured in results[mode].values():
             measured["mfu"] = measured["flops_per_batch"] / measured["seconds_per_batch"] / max(fp32_peaks)
     results["overhead"] = {

@@ -21,16 +21,20 @@ def test_speed_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path):
     )  # fmt: skip
     results = json.loads(output.with_suffix(".json").read_text())
     assert results["peak_flops_per_second"]["fp32"] > 0 and results["cpu"]
-    for mode in ("train", "inference"):
+    for mode in ("train", "inference", "train_without_attention_dropout"):
         assert set(results[mode]) == {"linear", "label-attention"}
-        assert results["overhead"][mode] > 0
         for measured in results[mode].values():
             assert measured["flops_per_batch"] > 0 and 0 < measured["mfu"] <= 1
             assert measured["attn_implementation"] == "sdpa"
+    assert results["overhead"]["train"] > 0 and results["overhead"]["inference"] > 0
+    for head, measured in results["train_without_attention_dropout"].items():
+        assert measured["flops_per_batch"] == results["train"][head]["flops_per_batch"]  # the same model's work
+        assert measured["counted_flops_per_batch"] > 0 and measured["speedup"] > 0
     assert [row["num_labels"] for row in results["by_num_labels"]] == [3]
     assert [row["length"] for row in results["by_length"]] == [16]
     assert "ratio to vanilla" in output.with_suffix(".md").read_text()
     assert "MFU" in output.with_suffix(".md").read_text()
+    assert "attention dropout off" in output.with_suffix(".md").read_text()
 
 
 def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, tmp_path):

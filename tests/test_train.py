@@ -44,7 +44,7 @@ from training_runs import (
 from transformers import BertForSequenceClassification, BertTokenizer
 
 from label_attention import LabelAttentionForSequenceClassification, train_accelerate
-from label_attention.data_label_attention import load_splits
+from label_attention.data_label_attention import load_splits, read_label_set
 
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 # The reference run: 48 training documents in batches of 4 make 12 optimiser steps per epoch; 3 epochs.
@@ -552,3 +552,32 @@ def test_the_cls_baselines_pooler_trains_at_the_head_learning_rate():
     by_name = {name: rates[id(param)] for name, param in model.named_parameters()}
     assert by_name["bert.pooler.dense.weight"] == by_name["classifier.weight"] == 1e-3
     assert by_name["bert.encoder.layer.0.attention.self.query.weight"] == by_name["bert.embeddings.word_embeddings.weight"] == 1e-5
+
+
+@pytest.mark.parametrize("head", ["label-attention", "linear", "mean-pooling"])
+def test_encoder_attention_dropout_reaches_the_encoder_of_every_head(tiny_encoder, small_keywords, tmp_path, head):
+    label_set = read_label_set(small_keywords / "labels.json")
+
+    def dropouts(*options):
+        args = train_accelerate.parse_args(["--data-dir", str(small_keywords), "--output-dir", str(tmp_path),
+                                            "--encoder", str(tiny_encoder), "--head", head, *options])  # fmt: skip
+        model, _ = train_accelerate.build_model(args, label_set)
+        layer = train_accelerate.encoder_of(model).encoder.layer[0]
+        return layer.attention.self.dropout.p, layer.output.dropout.p, model.config
+
+    assert dropouts()[:2] == (0.1, 0.1)  # the encoder's own
+    attention, hidden, config = dropouts("--encoder-attention-dropout", "0")
+    assert (attention, hidden) == (0.0, 0.1)  # only the attention weights' dropout changes
+    encoder_config = config.encoder if head != "linear" else config
+    assert encoder_config.attention_probs_dropout_prob == 0.0  # saved with the model
+
+
+def test_encoder_attention_dropout_is_checked(tiny_encoder, small_keywords, tmp_path, monkeypatch, capsys):
+    base = ["--data-dir", str(small_keywords), "--output-dir", str(tmp_path), "--encoder", str(tiny_encoder)]
+    with pytest.raises(SystemExit):
+        train_accelerate.parse_args([*base, "--encoder-attention-dropout", "1.5"])
+    assert "--encoder-attention-dropout" in capsys.readouterr().err
+    monkeypatch.setattr(train_accelerate, "ATTENTION_DROPOUT_FIELDS", ("no_such_field",))
+    with pytest.raises(SystemExit):
+        train_accelerate.parse_args([*base, "--encoder-attention-dropout", "0"])
+    assert "the bert encoder's config has none of no_such_field" in capsys.readouterr().err
