@@ -25,13 +25,13 @@ Command line (console script `label-attention-explain`, or `python -m label_atte
 
 How the weights are combined (see `combine_attentions`): each block's weights are averaged over its heads, then
 the per-block maps are averaged over blocks (or one block is taken, `block=k`); a model with the shared scorer
-(`label_scorer="shared"`) adds the scorer's own attention, which its logits read, as one more map after the blocks'. By default (`contrast=True`, see
-`label_contrast`) each label keeps only what it attends to more than the labels' mean: the labels of a model share
-much of their attention, and what they share explains no label in particular. Special tokens and padding are
-dropped; a word gets the largest weight of its sub-word tokens (`word_aggregation="max"`; or "sum", "mean",
-"first"); each label's word weights are renormalised to sum to 1. A word's weight is therefore its share of that
-label's (own) attention on the document's words. Both defaults were chosen on HoC validation by how much the top
-words matter to the label's probability (`benchmarks/explanations.py`).
+(`label_scorer="shared"`) adds the scorer's own attention, which its logits read, as one more map after the blocks'.
+By default (`contrast=True`, see `label_contrast`) each label keeps only what it attends to more than the labels'
+mean: the labels of a model share much of their attention, and what they share explains no label in particular.
+Special tokens and padding are dropped; a word gets the largest weight of its sub-word tokens
+(`word_aggregation="max"`; or "sum", "mean", "first"); each label's word weights are renormalised to sum to 1. A
+word's weight is therefore its share of that label's (own) attention on the document's words. Both defaults were
+chosen on HoC validation by how much the top words matter to the label's probability (`benchmarks/explanations.py`).
 
 A "word" is a word of the tokenizer's pre-tokenizer (`word_ids()` of a fast tokenizer): BERT-style tokenizers split
 on whitespace and punctuation, so "IL-6," gives the words "IL", "-", "6" and ",". Each occurrence of a word is
@@ -218,8 +218,9 @@ def combine_attentions(attentions: tuple[torch.Tensor, ...], block: int | None =
     """Combine the label-attention weights of all heads and blocks into one map per label.
 
     `attentions` is the model's `attentions` output: one tensor per block (and, with the shared scorer, one more for
-    its own attention), each `(batch, heads, num_labels, seq_len)`. Each block's weights are averaged over its heads; the per-block maps are then averaged over blocks
-    (every block attends over the same encoder token states, so their maps are comparable), or, with `block=k`,
+    its own attention), each `(batch, heads, num_labels, seq_len)`. Each block's weights are averaged over its heads;
+    the per-block maps are then averaged over blocks (every block attends over the same encoder token states, so
+    their maps are comparable), or, with `block=k`,
     block `k` alone is used (e.g. `block=-1`, the last). Each head's weights sum to 1 over the document's tokens
     and padding gets 0, so the result, `(batch, num_labels, seq_len)`, does too.
     """

@@ -120,8 +120,10 @@ def main(argv=None):
     parser.add_argument("--label-counts", default="10,100,1000,10000", help="The inference sweep over label counts.")
     parser.add_argument("--memory-limit-gib", type=float, default=16, help="Address-space cap of each measurement.")
     parser.add_argument("--output", default="benchmarks/results/large_label_sets")
-    parser.add_argument("--flops-only", action="store_true",
-                        help="Only count FLOPs (no timing: any load will do) and add them to <output>.json.")  # fmt: skip
+    parser.add_argument(
+        "--flops-only", action="store_true",
+        help="Only count FLOPs (no timing: any load will do) and add them to <output>.json.",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     encoder, encoder_name = encoder_and_name(args.encoder)

@@ -257,8 +257,8 @@ def markdown(results):
         f"inference **{ratios['inference']:.3f}** (target <= 1.10).",
     ]
     if "train_without_attention_dropout" in results:
-        lines += ["", "Training with the encoder's attention dropout off (`--encoder-attention-dropout 0`), same run:", "",
-                  "| head | tokens/s | MFU | speed-up over the default |", "|---|---|---|---|"]  # fmt: skip
+        lines += ["", "Training with the encoder's attention dropout off (`--encoder-attention-dropout 0`), same run:",
+                  "", "| head | tokens/s | MFU | speed-up over the default |", "|---|---|---|---|"]  # fmt: skip
         for head in HEADS:
             measured = results["train_without_attention_dropout"][head]
             lines.append(f"| {head} | {measured['tokens_per_second']:.0f} | {measured['mfu']:.2f} | "
