@@ -7,11 +7,11 @@ and one of the two vanilla baselines that label attention is compared with (the 
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import AutoConfig, PreTrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .modeling_label_attention import _build_encoder, _without_pooler, classification_loss, mean_pool
+from .modeling_label_attention import _build_encoder, _load_pretrained_encoder, classification_loss, mean_pool
 
 
 class MeanPoolingConfig(PreTrainedConfig):
@@ -48,10 +48,7 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
     def from_encoder_pretrained(cls, encoder_name_or_path: str, encoder_kwargs: dict | None = None, **config_kwargs):
         """A fresh classifier on the pretrained encoder's weights; `encoder_kwargs` override the encoder's config,
         `config_kwargs` are `MeanPoolingConfig`'s."""
-        encoder = AutoModel.from_pretrained(
-            encoder_name_or_path, dtype=torch.get_default_dtype(), **(encoder_kwargs or {})
-        )
-        encoder = _without_pooler(encoder)
+        encoder = _load_pretrained_encoder(encoder_name_or_path, encoder_kwargs)
         model = cls(MeanPoolingConfig(encoder=encoder.config, **config_kwargs))
         model.encoder = encoder
         return model

@@ -250,6 +250,13 @@ def _build_encoder(encoder_config):
     return _without_pooler(AutoModel.from_config(encoder_config, dtype=torch.get_default_dtype()))
 
 
+def _load_pretrained_encoder(encoder_name_or_path: str, encoder_kwargs: dict | None = None):
+    # A half-precision checkpoint must not load as such: the new layers are built in the default dtype.
+    # `encoder_kwargs` override the encoder's config (e.g. its dropout).
+    encoder = AutoModel.from_pretrained(encoder_name_or_path, dtype=torch.get_default_dtype(), **(encoder_kwargs or {}))
+    return _without_pooler(encoder)
+
+
 def _max_positions(encoder) -> int | None:
     """Longest input the encoder's absolute position embeddings allow (None for relative-position encoders)."""
     positions = getattr(getattr(encoder, "embeddings", None), "position_embeddings", None)
@@ -535,10 +542,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         `label_pooling="mean"`).
         """
         tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path)
-        # A half-precision checkpoint must not load as such: the new layers are built in the default dtype.
-        encoder = AutoModel.from_pretrained(
-            encoder_name_or_path, dtype=torch.get_default_dtype(), **(encoder_kwargs or {})
-        )
+        encoder = _load_pretrained_encoder(encoder_name_or_path, encoder_kwargs)
         config = LabelAttentionConfig(
             encoder=encoder.config,
             id2label=dict(enumerate(label_names)),
@@ -548,7 +552,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
             **label_attention_kwargs,
         )
         model = cls(config)
-        model.label_attention.encoder = _without_pooler(encoder)
+        model.label_attention.encoder = encoder
         model.label_attention.set_label_descriptions(tokenizer)
         # `truncation=True` (and `pipeline`) then keeps what the model reads: documents longer than the encoder's
         # window are read in windows.
