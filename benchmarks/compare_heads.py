@@ -5,8 +5,10 @@
 Each config file names a data folder, the heads, the seeds, the training arguments, a `sweep` (settings tried on the
 first seed, the one with the best validation metric kept for all seeds: every head gets the same sweep, so the same
 tuning effort) and optional `ablations` (changes to label attention's chosen recipe, run on the first seed and
-reported, never adopted by this comparison). Each run is `train_accelerate.py` in its own process: the epoch kept is
-chosen on validation; test metrics are never used for a choice.
+reported, never adopted by this comparison). Instead of a sweep, a config may name another with `recipes_from`: each
+head then trains, on every seed, the setting that experiment's sweep chose for it, with this config's arguments (e.g.
+a change to every head's recipe, measured on every seed). Each run is `train_accelerate.py` in its own process: the
+epoch kept is chosen on validation; test metrics are never used for a choice.
 
 Every finished run leaves its record under `benchmarks/results/runs/` (`eval_results.json`, `train_log.jsonl`,
 `predictions.npz`): commit them, and an interrupted comparison resumes without redoing finished runs. Writes
@@ -113,8 +115,12 @@ class Runner:
         return list(self.pool.map(lambda job: self.run(*job), jobs))
 
 
-def sweep_settings(config) -> list[dict]:
-    sweep = config.get("sweep", {})
+def sweep_of(config) -> dict:
+    """The grid a config's choices come from: its own sweep, or that of the config named by `recipes_from`."""
+    return config["recipes_from"]["sweep"] if "recipes_from" in config else config.get("sweep", {})
+
+
+def sweep_settings(sweep: dict) -> list[dict]:
     return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())] or [{}]
 
 
@@ -187,8 +193,9 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
         ablations.append({"change": change, "validation": run["validation"][metric_names[0]],
                           "test": run["test"][metric_names[0]], "best_epoch": run["best_epoch"]})  # fmt: skip
     return {"experiment": config["name"], "description": config.get("description", ""),
+            "recipes_from": config["recipes_from"]["name"] if "recipes_from" in config else None,
             "problem_type": config["problem_type"], "metrics": metric_names, "seeds": config["seeds"],
-            "train_args": {**config["train_args"], **runner.overrides}, "sweep": config.get("sweep", {}),
+            "train_args": {**config["train_args"], **runner.overrides}, "sweep": sweep_of(config),
             "heads": rows, "paired_differences": paired, "ablations": ablations}  # fmt: skip
 
 
@@ -231,14 +238,17 @@ def markdown(experiments) -> str:
         args = ", ".join(f"{k}={v}" for k, v in experiment["train_args"].items())
         lines += ["", f"Training arguments (every head): {args}."]
         if experiment["sweep"]:
-            lines.append(f"Swept on validation, seed {experiment['seeds'][0]}, the same grid for every head:")
+            if experiment.get("recipes_from"):
+                lines.append(f"Each head's setting is the one {experiment['recipes_from']}'s sweep chose for it:")
+            else:
+                lines.append(f"Swept on validation, seed {experiment['seeds'][0]}, the same grid for every head:")
             for head, row in experiment["heads"].items():
                 scores = "; ".join(
                     (", ".join(f"{k}={v}" for k, v in score["setting"].items()) or "-")
                     + f": {next(value for key, value in score.items() if key != 'setting'):.4f}"
                     for score in row["sweep"]
                 )
-                missing = len(sweep_settings(experiment)) - len(row["sweep"])
+                missing = len(sweep_settings(experiment["sweep"])) - len(row["sweep"])
                 lines.append(f"- {head} (validation {names[0]}): {scores}" + (f"; {missing} not run yet" if missing else ""))
         thresholds = {head: row["thresholds"] for head, row in experiment["heads"].items() if "thresholds" in row}
         if thresholds:
@@ -287,6 +297,15 @@ def plot_learning_curves(experiments, path: Path):
     plt.close(figure)
 
 
+def load_config(path: Path) -> dict:
+    """An experiment's config file, named after its stem; `recipes_from` names another in the same folder."""
+    config = {**json.loads(path.read_text()), "name": path.stem}
+    config["problem_type"] = json.loads((REPO / config["data_dir"] / "labels.json").read_text())["task"]
+    if "recipes_from" in config:
+        config["recipes_from"] = load_config(path.with_name(f"{config['recipes_from']}.json"))
+    return config
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("configs", nargs="+", help="Experiment config files (JSON).")
@@ -309,19 +328,21 @@ def main(argv=None):
     runner = Runner(Path(args.records_dir), Path(args.runs_dir), args.jobs, overrides, args.keep_models, not args.no_train)
     configs = []
     for path in args.configs:
-        config = {**json.loads(Path(path).read_text()), "name": Path(path).stem}
-        config["problem_type"] = json.loads((REPO / config["data_dir"] / "labels.json").read_text())["task"]
+        config = load_config(Path(path))
         if args.seeds:
             config["seeds"] = [int(seed) for seed in args.seeds.split(",")]
         configs.append(config)
 
     # Each (config, head) is a chain, sweep -> choice -> seeds -> ablations; the chains share one pool of `--jobs`.
     def chain(config, head):
-        sweep = runner.run_all([(config, head, setting, config["seeds"][0]) for setting in sweep_settings(config)])
-        chosen = choose(config, head, zip(sweep_settings(config), sweep))
+        swept = config.get("recipes_from", config)  # the experiment whose sweep chooses this head's setting
+        settings = sweep_settings(swept.get("sweep", {}))
+        sweep = runner.run_all([(swept, head, setting, swept["seeds"][0]) for setting in settings])
+        chosen = choose(swept, head, zip(settings, sweep))
         if chosen is None:
             return None
-        later = [(config, head, chosen["setting"], seed) for seed in config["seeds"][1:]]
+        seeds = config["seeds"] if swept is not config else config["seeds"][1:]  # the sweep ran the first seed
+        later = [(config, head, chosen["setting"], seed) for seed in seeds]
         if head == LABEL_ATTENTION:
             later += [(config, head, {**chosen["setting"], **change}, config["seeds"][0])
                       for change in config.get("ablations", [])]  # fmt: skip

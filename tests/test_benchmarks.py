@@ -76,6 +76,23 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     # A second call trains nothing: every record is reused.
     assert "done " not in run(*command).stdout
 
+    # A change to every head's chosen recipe, on every seed: the settings come from tiny_hoc's sweep, not a new one.
+    no_dropout = {**config["train_args"], "encoder_attention_dropout": 0.0}
+    variant = {**config, "recipes_from": "tiny_hoc", "train_args": no_dropout}
+    del variant["sweep"], variant["ablations"]
+    variant_file = tmp_path / "tiny_hoc_variant.json"
+    variant_file.write_text(json.dumps(variant))
+    stdout = run(*[variant_file if part == config_file else part for part in command]).stdout
+    assert "done tiny_hoc/" not in stdout and stdout.count("done tiny_hoc_variant/") == 2 * 2
+    (changed,) = json.loads(output.with_suffix(".json").read_text())
+    assert changed["recipes_from"] == "tiny_hoc" and changed["sweep"] == config["sweep"]
+    for head in ("label-attention", "mean-pooling"):
+        assert changed["heads"][head]["chosen"] == experiment["heads"][head]["chosen"]
+        assert changed["heads"][head]["sweep"] == experiment["heads"][head]["sweep"]
+    for record in (records / "tiny_hoc_variant").rglob("eval_results.json"):
+        assert json.loads(record.read_text())["train_args"]["encoder_attention_dropout"] == 0.0
+    assert "the one tiny_hoc's sweep chose" in output.with_suffix(".md").read_text()
+
 
 def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_keywords, tmp_path):
     """Held-out sets trained without their labels, then scored with them added; the baseline and the upper bound; the
