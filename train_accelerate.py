@@ -14,7 +14,7 @@ What a run leaves in `--output-dir`:
     model/             the best model (by validation metric) as a Hub-ready folder: safetensors weights, config with
                        `auto_map`, both code files, the tokenizer, decision thresholds, the model card, its metrics
     eval_results.json  validation and test metrics of that model
-    predictions.npz    its validation and test logits, with the references
+    predictions.npz    its validation and test logits, with the references (rows in the data files' order)
     train_log.jsonl    one JSON line per evaluation
     checkpoints/       Accelerate states for `--resume-from-checkpoint` (never uploaded)
 """
@@ -636,7 +636,8 @@ def load_model(args, label_set, accelerator):
 
 
 def make_dataloaders(args, splits, tokenizer):
-    """Training batches grouped by length; validation and test sorted by length (no compute spent on padding)."""
+    """Training batches grouped by length; validation and test sorted by length (no compute spent on padding). Also
+    returns each evaluation split's order: the indices of its documents as the loader yields them."""
     tokenized = splits.map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=args.max_length),
         batched=True,
@@ -653,17 +654,16 @@ def make_dataloaders(args, splits, tokenizer):
         collate_fn=collator,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    eval_dataloaders = {
-        name: DataLoader(
-            tokenized[name],
-            sampler=sorted(range(len(lengths[name])), key=lengths[name].__getitem__),
-            batch_size=args.eval_batch_size,
-            collate_fn=collator,
-        )
+    eval_orders = {
+        name: sorted(range(len(lengths[name])), key=lengths[name].__getitem__)
         for name in ("validation", "test")
         if name in tokenized
     }
-    return train_dataloader, eval_dataloaders
+    eval_dataloaders = {
+        name: DataLoader(tokenized[name], sampler=order, batch_size=args.eval_batch_size, collate_fn=collator)
+        for name, order in eval_orders.items()
+    }
+    return train_dataloader, eval_dataloaders, eval_orders
 
 
 def resume(args, accelerator, output_dir: Path):
@@ -741,8 +741,11 @@ def validate_and_keep_best(args, accelerator, model, tokenizer, evaluator, valid
     progress.finished_epochs = epoch + 1
 
 
-def score_best_model(args, accelerator, model_class, evaluator, eval_dataloaders, progress, training_seconds):
-    """Metrics of the best model exactly as saved, with its logits (predictions.npz); writes eval_results.json."""
+def score_best_model(
+    args, accelerator, model_class, evaluator, eval_dataloaders, eval_orders, progress, training_seconds
+):
+    """Metrics of the best model exactly as saved, with its logits (predictions.npz, rows in the data files' order,
+    as `eval_orders` says the loaders shuffled them); writes eval_results.json."""
     best = accelerator.prepare(model_class.from_pretrained(Path(args.output_dir, "model"), trust_remote_code=True))
     results = {"head": args.head, "best_epoch": progress.best_epoch, "training_seconds": round(training_seconds, 1)}
     thresholds = getattr(accelerator.unwrap_model(best).config, "decision_thresholds", None)
@@ -750,7 +753,8 @@ def score_best_model(args, accelerator, model_class, evaluator, eval_dataloaders
     for name, loader in eval_dataloaders.items():
         logits, references = evaluator.logits_and_references(best, loader, accelerator)
         results[name] = evaluator.score(logits, references, thresholds)
-        predictions.update({f"{name}_logits": logits, f"{name}_references": references})
+        in_file_order = np.argsort(eval_orders[name])  # gathered in the sampler's order, on any number of processes
+        predictions.update({f"{name}_logits": logits[in_file_order], f"{name}_references": references[in_file_order]})
     if accelerator.is_main_process:
         Path(args.output_dir, "eval_results.json").write_text(json.dumps(results, indent=2))
         np.savez_compressed(Path(args.output_dir, "predictions.npz"), **predictions)  # for analyses that need no re-run
@@ -809,7 +813,7 @@ def train(args, accelerator):
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-    train_dataloader, eval_dataloaders = make_dataloaders(args, splits, tokenizer)
+    train_dataloader, eval_dataloaders, eval_orders = make_dataloaders(args, splits, tokenizer)
 
     # Optimiser and schedule
     optimizer = torch.optim.AdamW(optimizer_groups(model, args))
@@ -864,7 +868,7 @@ def train(args, accelerator):
     accelerator.wait_for_everyone()
     model_class = type(accelerator.unwrap_model(model))
     best, results = score_best_model(
-        args, accelerator, model_class, evaluator, eval_dataloaders, progress, time.time() - started
+        args, accelerator, model_class, evaluator, eval_dataloaders, eval_orders, progress, time.time() - started
     )
     if accelerator.is_main_process:
         publish(args, accelerator, best, tokenizer, results)

@@ -161,10 +161,12 @@ def zero_shot_run(runner: Runner, experiment: dict, held_out: list[str], seed: i
 
 def trained_scores(run: dict, held_out: list[str], task: Task) -> dict:
     """The held-out labels' test scores by the model trained on every label (its logits, decisions at 0.5)."""
+    # The record's own references: its rows are in the order the run evaluated them (older records: sorted by length).
     with np.load(run["record"] / "predictions.npz") as predictions:
         logits = predictions["test_logits"][:, task.columns(held_out)]
+        gold = predictions["test_references"][:, task.columns(held_out)].astype(bool)
     decisions = decisions_from_logits(torch.from_numpy(logits), "multi_label_classification").numpy()
-    return label_scores(logits, decisions, task.gold["test"][:, task.columns(held_out)], held_out)
+    return label_scores(logits, decisions, gold, held_out)
 
 
 def baseline_scores(task: Task, config: dict) -> dict:

@@ -431,6 +431,19 @@ def launch_two_processes(args) -> subprocess.CompletedProcess:
     return completed
 
 
+def assert_predictions_in_file_order(run_dir: Path, data_dir: Path):
+    """predictions.npz holds a row per document in the order of the data files, though the run evaluated them sorted
+    by length."""
+    splits, _ = load_splits(data_dir)
+    with np.load(run_dir / "predictions.npz") as predictions:
+        for split in ("validation", "test"):
+            assert np.array_equal(predictions[f"{split}_references"], np.array(splits[split]["labels"])), split
+
+
+def test_predictions_follow_the_data_files_order(reference_run, small_keywords):
+    assert_predictions_in_file_order(reference_run, small_keywords)
+
+
 def test_two_processes_compute_the_one_process_updates(dropout_free_encoder, small_keywords, tmp_path):
     """Without dropout, 2 processes at per-process batch 2 make the updates of 1 process at batch 4.
 
@@ -456,6 +469,7 @@ def test_two_processes_compute_the_one_process_updates(dropout_free_encoder, sma
             assert read_json(two / "eval_results.json")[split][metric] == pytest.approx(
                 read_json(one / "eval_results.json")[split][metric], abs=0.02  # at most one of 64 decisions
             ), (split, metric)
+    assert_predictions_in_file_order(two, small_keywords)
 
 
 def test_two_process_label_attention_run_matches_one_process(converged_run, tiny_encoder, keywords, tmp_path):
