@@ -302,7 +302,10 @@ def load_config(path: Path) -> dict:
     config = {**json.loads(path.read_text()), "name": path.stem}
     config["problem_type"] = json.loads((REPO / config["data_dir"] / "labels.json").read_text())["task"]
     if "recipes_from" in config:
-        config["recipes_from"] = load_config(path.with_name(f"{config['recipes_from']}.json"))
+        source = path.with_name(f"{config['recipes_from']}.json")
+        if not source.is_file():
+            raise SystemExit(f"{path}: recipes_from names {config['recipes_from']!r}, but there is no {source}")
+        config["recipes_from"] = load_config(source)
     return config
 
 
