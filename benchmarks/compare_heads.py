@@ -69,10 +69,15 @@ class Runner:
     def run(self, config, head, setting, seed) -> dict | None:
         """The run's record, trained first if missing (with `train=False`: None if missing)."""
         record = self.record_dir(config, head, setting, seed)
-        if not (record / "eval_results.json").exists():
-            if not self.train:
-                return None
+        if self.train and not (record / "eval_results.json").exists():
             self._train(config, head, setting, seed, record)
+        return self.recorded(config, head, setting, seed)
+
+    def recorded(self, config, head, setting, seed) -> dict | None:
+        """The run's record, None if there is none; never trains."""
+        record = self.record_dir(config, head, setting, seed)
+        if not (record / "eval_results.json").exists():
+            return None
         results = json.loads((record / "eval_results.json").read_text())
         log = [json.loads(line) for line in (record / "train_log.jsonl").read_text().splitlines() if line.strip()]
         return {**results, "log": log, "record": record, "seed": seed}
@@ -157,6 +162,8 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
             continue  # --no-train, and not one run of this head yet
         runs = [runner.run(config, head, chosen[head]["setting"], seed) for seed in config["seeds"]]
         runs = [run for run in runs if run is not None]  # all of them, unless --no-train left some out
+        if not runs:
+            continue  # --no-train, and the head's setting (from `recipes_from`) has no run yet
         per_seed[head] = {run["seed"]: run for run in runs}
         rows[head] = {
             "chosen": chosen[head]["setting"],
@@ -174,16 +181,17 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
     paired = {}
     if LABEL_ATTENTION in per_seed:
         for head in per_seed:
-            if head == LABEL_ATTENTION:
-                continue
-            paired[head] = {}
-            for name in metric_names:
-                seeds = sorted(per_seed[LABEL_ATTENTION].keys() & per_seed[head].keys())
-                differences = [per_seed[LABEL_ATTENTION][seed]["test"][name] - per_seed[head][seed]["test"][name]
-                               for seed in seeds]  # fmt: skip
-                if differences:
-                    paired[head][name] = {**summarise(differences), "wins": sum(d > 0 for d in differences),
-                                          "seeds": seeds}  # fmt: skip
+            if head != LABEL_ATTENTION:
+                paired[head] = paired_differences(per_seed[LABEL_ATTENTION], per_seed[head], "test", metric_names)
+    # With `recipes_from`: what this config's change does to each head, against the source's runs of the same setting.
+    changed = {}
+    if "recipes_from" in config:
+        source = config["recipes_from"]
+        for head, runs in per_seed.items():
+            before = {seed: runner.recorded(source, head, chosen[head]["setting"], seed) for seed in runs}
+            before = {seed: run for seed, run in before.items() if run is not None}
+            changed[head] = {split: paired_differences(runs, before, split, metric_names)
+                             for split in ("validation", "test")}  # fmt: skip
     ablations = []
     base = (chosen.get(LABEL_ATTENTION) or {}).get("setting", {})
     for change in config.get("ablations", []):
@@ -196,7 +204,20 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
             "recipes_from": config["recipes_from"]["name"] if "recipes_from" in config else None,
             "problem_type": config["problem_type"], "metrics": metric_names, "seeds": config["seeds"],
             "train_args": {**config["train_args"], **runner.overrides}, "sweep": sweep_of(config),
-            "heads": rows, "paired_differences": paired, "ablations": ablations}  # fmt: skip
+            "heads": rows, "paired_differences": paired, "change_from_source": changed,
+            "ablations": ablations}  # fmt: skip
+
+
+def paired_differences(runs: dict, others: dict, split: str, metric_names) -> dict:
+    """Per metric, `runs` minus `others` (each {seed: run}) on `split`, seed by seed over the seeds both have: mean,
+    spread, values, and on how many seeds `runs` is ahead."""
+    seeds = sorted(runs.keys() & others.keys())
+    paired = {}
+    for name in metric_names:
+        differences = [runs[seed][split][name] - others[seed][split][name] for seed in seeds]
+        if differences:
+            paired[name] = {**summarise(differences), "wins": sum(d > 0 for d in differences), "seeds": seeds}
+    return paired
 
 
 def choose(config, head, sweep) -> dict | None:
@@ -235,6 +256,14 @@ def markdown(experiments) -> str:
                          for n, d in differences.items()]  # fmt: skip
                 seeds = next(iter(differences.values()))["seeds"] if differences else []
                 lines.append(f"- vs {head} (seeds {seeds}): " + "; ".join(cells))
+        if experiment.get("change_from_source"):
+            lines += ["", f"Paired differences, this experiment minus {experiment['recipes_from']} (same head, setting "
+                      "and seed; mean ± std; seeds where this one is ahead):", ""]  # fmt: skip
+            for head, splits in experiment["change_from_source"].items():
+                cells = [f"{split} {n} {d['mean']:+.4f} ± {d['std']:.4f} ({d['wins']}/{len(d['values'])})"
+                         for split, differences in splits.items() for n, d in differences.items()]  # fmt: skip
+                seeds = next(iter(splits["test"].values()))["seeds"] if splits["test"] else []
+                lines.append(f"- {head} (seeds {seeds}): " + "; ".join(cells))
         args = ", ".join(f"{k}={v}" for k, v in experiment["train_args"].items())
         lines += ["", f"Training arguments (every head): {args}."]
         if experiment["sweep"]:

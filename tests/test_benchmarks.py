@@ -82,16 +82,26 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     del variant["sweep"], variant["ablations"]
     variant_file = tmp_path / "tiny_hoc_variant.json"
     variant_file.write_text(json.dumps(variant))
-    stdout = run(*[variant_file if part == config_file else part for part in command]).stdout
+    variant_command = [variant_file if part == config_file else part for part in command]
+    stdout = run(*variant_command).stdout
     assert "done tiny_hoc/" not in stdout and stdout.count("done tiny_hoc_variant/") == 2 * 2
     (changed,) = json.loads(output.with_suffix(".json").read_text())
     assert changed["recipes_from"] == "tiny_hoc" and changed["sweep"] == config["sweep"]
     for head in ("label-attention", "mean-pooling"):
         assert changed["heads"][head]["chosen"] == experiment["heads"][head]["chosen"]
         assert changed["heads"][head]["sweep"] == experiment["heads"][head]["sweep"]
+        # Paired with tiny_hoc's runs of the same head, setting and seed.
+        for split in ("validation", "test"):
+            after, before = (e["heads"][head][f"{split}_micro_f1"]["values"] for e in (changed, experiment))
+            difference = changed["change_from_source"][head][split]["micro_f1"]
+            assert difference["seeds"] == [1, 2] and difference["values"] == [a - b for a, b in zip(after, before)]
     for record in (records / "tiny_hoc_variant").rglob("eval_results.json"):
         assert json.loads(record.read_text())["train_args"]["encoder_attention_dropout"] == 0.0
     assert "the one tiny_hoc's sweep chose" in output.with_suffix(".md").read_text()
+    assert "this experiment minus tiny_hoc" in output.with_suffix(".md").read_text()
+    # Summarising seeds not run yet trains nothing and reports no head.
+    assert "done " not in run(*variant_command, "--no-train", "--seeds", "3").stdout
+    assert json.loads(output.with_suffix(".json").read_text())[0]["heads"] == {}
 
 
 def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_keywords, tmp_path):
