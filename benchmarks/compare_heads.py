@@ -122,7 +122,7 @@ class Runner:
 
 def sweep_of(config) -> dict:
     """The grid a config's choices come from: its own sweep, or that of the config named by `recipes_from`."""
-    return config["recipes_from"]["sweep"] if "recipes_from" in config else config.get("sweep", {})
+    return config.get("recipes_from", config).get("sweep", {})
 
 
 def sweep_settings(sweep: dict) -> list[dict]:
@@ -368,7 +368,7 @@ def main(argv=None):
     # Each (config, head) is a chain, sweep -> choice -> seeds -> ablations; the chains share one pool of `--jobs`.
     def chain(config, head):
         swept = config.get("recipes_from", config)  # the experiment whose sweep chooses this head's setting
-        settings = sweep_settings(swept.get("sweep", {}))
+        settings = sweep_settings(sweep_of(config))
         sweep = runner.run_all([(swept, head, setting, swept["seeds"][0]) for setting in settings])
         chosen = choose(swept, head, zip(settings, sweep))
         if chosen is None:
