@@ -34,6 +34,11 @@ class LabelAttentionConfig(PreTrainedConfig):
         label_attention_feed_forward (`bool`, *optional*, defaults to `True`):
             Whether each block ends with a feed-forward layer (with residual and LayerNorm). It runs per label and
             per document, so with thousands of labels it costs more than the attention; `False` is the lighter block.
+        label_query_centering (`bool`, *optional*, defaults to `False`):
+            Whether the blocks subtract the labels' mean from each label's attention query. A token's score then
+            counts only what sets the label apart from the others, so the labels' attention follows their own
+            evidence rather than what every label would read. A label's attention then depends on the whole label
+            set: adding or removing labels changes it.
         label_attention_dropout (`float`, *optional*, defaults to 0.1):
             Dropout on the attention weights and on the residual branches of the blocks.
         classifier_dropout (`float`, *optional*, defaults to 0.1):
@@ -98,6 +103,7 @@ class LabelAttentionConfig(PreTrainedConfig):
     label_attention_heads: int | None = None
     label_attention_intermediate_size: int | None = None
     label_attention_feed_forward: bool = True
+    label_query_centering: bool = False
     label_attention_dropout: float = 0.1
     classifier_dropout: float = 0.1
     label_scorer: str = "per_label"
@@ -157,6 +163,8 @@ class LabelAttentionConfig(PreTrainedConfig):
             raise ValueError(f"max_document_length must be at least 1, got {self.max_document_length}.")
         if self.trained_labels_per_step is not None and self.trained_labels_per_step < 1:
             raise ValueError(f"trained_labels_per_step must be at least 1, got {self.trained_labels_per_step}.")
+        if self.label_query_centering and self.num_labels < 2:
+            raise ValueError("label_query_centering needs at least 2 labels (one label's centred query is zero).")
         if self.document_window_overlap < 0:
             raise ValueError(f"document_window_overlap must be at least 0, got {self.document_window_overlap}.")
         names = list(self.id2label.values())

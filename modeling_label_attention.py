@@ -72,31 +72,21 @@ class LabelAttentionBlock(nn.Module):
             )
             self.output_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.label_attention_dropout)
+        self.center_queries = config.label_query_centering
 
     def forward(self, label_states, document_states, document_padding_mask, output_attentions=False):
         """`label_states`: `(batch, num_labels, hidden)`, or `(num_labels, hidden)` shared by the batch (the label
         embeddings entering the first block), whose query projection is then computed once, not per document."""
-        batch_size = document_states.shape[0]
-        if output_attentions:  # nn.MultiheadAttention returns the weights, per head
-            queries = label_states.expand(batch_size, -1, -1) if label_states.dim() == 2 else label_states
-            attended, weights = self.attention(
-                queries,
-                document_states,
-                document_states,
-                key_padding_mask=document_padding_mask,
-                need_weights=True,
-                average_attn_weights=False,
-            )
-        else:
-            attended, weights = self._attend(label_states, document_states, document_padding_mask), None
+        attended, weights = self._attend(label_states, document_states, document_padding_mask, output_attentions)
         label_states = self.attention_norm(label_states + self.dropout(attended))
         if self.feed_forward is not None:
             label_states = self.output_norm(label_states + self.dropout(self.feed_forward(label_states)))
         return label_states, weights
 
-    def _attend(self, label_states, document_states, document_padding_mask):
-        """`self.attention`'s computation with its own weights, through `scaled_dot_product_attention` (no
-        `(batch, heads, labels, tokens)` weights kept), projecting shared label states once for the whole batch."""
+    def _attend(self, label_states, document_states, document_padding_mask, output_attentions):
+        """`self.attention`'s computation with its own weights, projecting shared label states once for the whole
+        batch; through `scaled_dot_product_attention` (no `(batch, heads, labels, tokens)` weights kept) unless the
+        weights are asked for."""
         attention = self.attention
         heads, head_size = attention.num_heads, attention.head_dim
         query_weight, key_weight, value_weight = attention.in_proj_weight.chunk(3)
@@ -106,14 +96,22 @@ class LabelAttentionBlock(nn.Module):
         def split_heads(states):  # (..., n, hidden) -> (..., heads, n, head_size)
             return states.unflatten(-1, (heads, head_size)).transpose(-3, -2)
 
-        queries = split_heads(nn.functional.linear(label_states, query_weight, query_bias))
-        queries = queries.expand(batch_size, -1, -1, -1)
+        queries = nn.functional.linear(label_states, query_weight, query_bias)
+        if self.center_queries:  # what every label would attend to cancels out of each label's scores
+            queries = queries - queries.mean(-2, keepdim=True)
+        queries = split_heads(queries).expand(batch_size, -1, -1, -1)
         keys = split_heads(nn.functional.linear(document_states, key_weight, key_bias))
         values = split_heads(nn.functional.linear(document_states, value_weight, value_bias))
         attend_to = ~document_padding_mask.view(batch_size, 1, 1, length)
         dropout = attention.dropout if self.training else 0.0
-        attended = nn.functional.scaled_dot_product_attention(queries, keys, values, attend_to, dropout_p=dropout)
-        return attention.out_proj(attended.transpose(1, 2).flatten(-2))
+        weights = None
+        if output_attentions:
+            scores = (queries @ keys.transpose(-1, -2)) / head_size**0.5
+            weights = scores.masked_fill(~attend_to, float("-inf")).softmax(-1)
+            attended = nn.functional.dropout(weights, dropout, self.training) @ values
+        else:
+            attended = nn.functional.scaled_dot_product_attention(queries, keys, values, attend_to, dropout_p=dropout)
+        return attention.out_proj(attended.transpose(1, 2).flatten(-2)), weights
 
 
 class LabelScorer(nn.Module):

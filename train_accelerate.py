@@ -209,6 +209,10 @@ def parse_args(argv=None):
         help="The lighter label-attention block: no feed-forward layer (cheaper with thousands of labels).",
     )  # fmt: skip
     model.add_argument(
+        "--label-query-centering", action="store_true",
+        help="Subtract the labels' mean from each label's attention query: each label attends to its own evidence.",
+    )  # fmt: skip
+    model.add_argument(
         "--encoder-attention-dropout", type=finite_number(0, 1, "between 0 and 1 (a probability)"), default=None,
         help="Dropout on the encoder's attention weights while training (default: the encoder's own, 0.1 for BERT). "
         "0 lets PyTorch's fused CPU attention kernel train: 1.5x faster steps on a 2-core CPU (see the README).",
@@ -330,6 +334,7 @@ def build_model(args, label_set):
             fixed_label_embeddings=args.fixed_label_embeddings,
             trained_labels_per_step=args.trained_labels_per_step,
             label_attention_feed_forward=not args.no_label_feed_forward,
+            label_query_centering=args.label_query_centering,
             label_scorer=args.label_scorer,
         )
     tokenizer = AutoTokenizer.from_pretrained(args.encoder)
@@ -879,7 +884,8 @@ def hyperparameters_for_card(args) -> dict:
         "head", "max_length", "epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
         "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "mixed_precision",
         "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "trained_labels_per_step",
-        "no_label_feed_forward", "label_scorer", "tune_thresholds", "encoder_attention_dropout",
+        "no_label_feed_forward", "label_query_centering", "label_scorer", "tune_thresholds",
+        "encoder_attention_dropout",
     )  # fmt: skip
     return {key: getattr(args, key) for key in keys}
 

@@ -124,8 +124,8 @@ def test_a_measurement_out_of_memory_is_reported_as_such(monkeypatch):
 
 @pytest.mark.parametrize("blocks", [1, 2])
 def test_the_fast_attention_path_matches_the_one_returning_weights(make_model, tokenizer, blocks):
-    """Without `output_attentions`, the labels' queries are projected once per batch and attention runs through
-    `scaled_dot_product_attention`; with it, through `nn.MultiheadAttention`: the same logits."""
+    """Without `output_attentions`, attention runs through `scaled_dot_product_attention`; with it, through an
+    explicit softmax that keeps the weights: the same logits."""
     from tiny_models import DOCUMENTS, encode
 
     model = make_model(label_attention_blocks=blocks)
@@ -133,3 +133,49 @@ def test_the_fast_attention_path_matches_the_one_returning_weights(make_model, t
     with torch.no_grad():
         fast, with_weights = model(**batch).logits, model(**batch, output_attentions=True).logits
     torch.testing.assert_close(fast, with_weights, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("output_attentions", [False, True])
+def test_the_block_computes_multihead_attention_with_its_weights(make_model, output_attentions):
+    """The block's attention, with queries shared by the batch projected once, is `nn.MultiheadAttention`'s own."""
+    model = make_model()
+    block, hidden = model.label_attention.blocks[0], model.config.hidden_size
+    labels, documents = torch.randn(model.config.num_labels, hidden), torch.randn(3, 9, hidden)
+    padding = torch.zeros(3, 9, dtype=torch.bool)
+    padding[1, 6:] = True
+    with torch.no_grad():
+        attended, weights = block._attend(labels, documents, padding, output_attentions)
+        expected, expected_weights = block.attention(
+            labels.expand(3, -1, -1), documents, documents, key_padding_mask=padding, average_attn_weights=False
+        )
+    torch.testing.assert_close(attended, expected, atol=1e-6, rtol=1e-5)
+    if output_attentions:
+        torch.testing.assert_close(weights, expected_weights, atol=1e-6, rtol=1e-5)
+    else:
+        assert weights is None
+
+
+def test_centred_label_queries_leave_only_what_sets_a_label_apart(make_model, tokenizer):
+    """With `label_query_centering`, a direction every label's query shares cannot move attention: labels that
+    all have the same embedding attend uniformly; without it they do not."""
+    from tiny_models import DOCUMENTS, encode
+
+    batch = encode(tokenizer, DOCUMENTS)
+    for centred in (False, True):
+        model = make_model(label_query_centering=centred)
+        base = model.label_attention
+        same = base.label_embeddings()[:1].expand(model.config.num_labels, -1)  # every label: the first one's
+        base.label_embeddings = lambda same=same: same
+        with torch.no_grad():
+            weights = model(**batch, output_attentions=True).attentions[0]
+        real_tokens = batch["attention_mask"].sum(-1).view(-1, 1, 1, 1).float()
+        uniform = torch.where(batch["attention_mask"][:, None, None, :].bool(), 1 / real_tokens, 0.0)
+        assert torch.allclose(weights, uniform.expand_as(weights), atol=1e-6) == centred
+
+
+def test_label_query_centering_needs_two_labels_and_is_a_training_flag(tiny_encoder, small_keywords, tmp_path):
+    with pytest.raises(ValueError, match="label_query_centering needs at least 2 labels"):
+        tiny_config(num_labels=1, label_query_centering=True)
+    output_dir = tmp_path / "out"
+    assert train(keyword_args(small_keywords, tiny_encoder, output_dir, "--epochs", 1, "--label-query-centering")) == 0
+    assert read_json(output_dir / "model" / "config.json")["label_query_centering"] is True
