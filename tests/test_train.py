@@ -579,9 +579,9 @@ def test_encoder_attention_dropout_reaches_the_encoder_of_every_head(tiny_encode
         layer = train_accelerate.encoder_of(model).encoder.layer[0]
         return layer.attention.self.dropout.p, layer.output.dropout.p, model.config
 
-    assert dropouts()[:2] == (0.1, 0.1)  # the encoder's own
-    attention, hidden, config = dropouts("--encoder-attention-dropout", "0")
-    assert (attention, hidden) == (0.0, 0.1)  # only the attention weights' dropout changes
+    assert dropouts("--encoder-attention-dropout", "0.1")[:2] == (0.1, 0.1)  # the encoder's own
+    attention, hidden, config = dropouts()
+    assert (attention, hidden) == (0.0, 0.1)  # by default only the attention weights' dropout changes
     encoder_config = config.encoder if head != "linear" else config
     assert encoder_config.attention_probs_dropout_prob == 0.0  # saved with the model
 
@@ -591,7 +591,12 @@ def test_encoder_attention_dropout_is_checked(tiny_encoder, small_keywords, tmp_
     with pytest.raises(SystemExit):
         train_accelerate.parse_args([*base, "--encoder-attention-dropout", "1.5"])
     assert "--encoder-attention-dropout" in capsys.readouterr().err
+    assert train_accelerate.parse_args(base).encoder_attention_dropout == 0.0  # the default, as it trains
     monkeypatch.setattr(train_accelerate, "ATTENTION_DROPOUT_FIELDS", ("no_such_field",))
     with pytest.raises(SystemExit):
         train_accelerate.parse_args([*base, "--encoder-attention-dropout", "0"])
     assert "the bert encoder's config has none of no_such_field" in capsys.readouterr().err
+    # Left out, the default gives way to an encoder that has no such dropout, and says so.
+    args = train_accelerate.parse_args(base)
+    assert args.encoder_kwargs == {} and args.encoder_attention_dropout is None
+    assert "keeps its own attention dropout" in capsys.readouterr().err
