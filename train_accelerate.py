@@ -299,6 +299,8 @@ def parse_args(argv=None):
         parser.error(f"--encoder {args.encoder}: {problem}; give a saved model folder or a Hub id (ORG/NAME)")
     try:
         args.encoder_kwargs = encoder_overrides(args.encoder, args.encoder_attention_dropout)
+    except OSError:  # a Hub id that cannot be loaded: said in one line when the model is built, after the data
+        args.encoder_kwargs = {}
     except ValueError as error:
         if args.encoder_attention_dropout is not None:
             parser.error(f"--encoder-attention-dropout: {error}; leave the option out")
