@@ -116,9 +116,9 @@ def keywords(tmp_path_factory) -> Path:
 
 
 def converging_args(data, encoder, output_dir, batch_size=8):
-    """5 epochs of 20 steps (at global batch 8): enough for the tiny model to find the keywords. With a random encoder,
+    """6 epochs of 20 steps (at global batch 8): enough for the tiny model to find the keywords. With a random encoder,
     mean-pooled descriptions (the default, for the pretrained one) are alike; first-token ones set the labels apart."""
-    extra = ["--epochs", 5, "--batch-size", batch_size, "--patience", 5, "--tune-thresholds", "--label-pooling", "first"]
+    extra = ["--epochs", 6, "--batch-size", batch_size, "--patience", 6, "--tune-thresholds", "--label-pooling", "first"]
     return keyword_args(data, encoder, output_dir, *extra)
 
 
