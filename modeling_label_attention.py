@@ -679,14 +679,16 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         )
 
     def remove_labels(self, label_names: list[str]):
-        """Remove labels by name; the others keep their order (their ids close up) and their logits. Works with
-        either scorer (a per-label scorer loses the removed labels' weights)."""
+        """Remove labels by name; the others keep their order (their ids close up) and their logits (unless
+        `config.label_query_centering`: then every label's attention depends on the label set). Works with either
+        scorer (a per-label scorer loses the removed labels' weights)."""
         label_names = self._label_list(label_names)
         unknown = [name for name in label_names if name not in self.config.label2id]
         if unknown:
             raise ValueError(f"No label named {unknown} in this model; its labels: {self._label_names()}.")
         kept = [i for i, name in enumerate(self._label_names()) if name not in label_names]
-        fewest = 2 if self.config.problem_type == "single_label_classification" else 1
+        single_label = self.config.problem_type == "single_label_classification"
+        fewest = 2 if single_label or self.config.label_query_centering else 1
         if len(kept) < fewest:
             raise ValueError(f"Removing {label_names} would leave {len(kept)} label(s); a model needs {fewest}.")
         self.label_attention._keep_labels(kept)

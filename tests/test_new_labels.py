@@ -162,6 +162,13 @@ def test_single_label_model_takes_a_new_class(make_model, tokenizer, batch):
         model.remove_labels(LABEL_NAMES)
 
 
+def test_centred_label_queries_keep_two_labels(make_model):
+    model = make_model(label_query_centering=True)
+    model.remove_labels(LABEL_NAMES[:1])
+    with pytest.raises(ValueError, match="would leave 1 label.*needs 2"):
+        model.remove_labels(LABEL_NAMES[1:2])
+
+
 def test_per_label_scorer_removes_labels_with_their_weights(make_model, batch):
     model = make_model()
     before = logits(model, batch)
