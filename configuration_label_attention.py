@@ -39,6 +39,11 @@ class LabelAttentionConfig(PreTrainedConfig):
             counts only what sets the label apart from the others, so the labels' attention follows their own
             evidence rather than what every label would read. A label's attention then depends on the whole label
             set: adding or removing labels changes it.
+        label_attention_overlap_coef (`float`, *optional*, defaults to 0.0):
+            Weight of a term added to the training loss (when `labels` are given) that keeps labels from reading the
+            same words: the cosine similarity between two labels' attention over a document's tokens (heads, then
+            blocks averaged, as explanations show it), averaged over every pair of labels and every document. 1
+            where two labels spread their attention alike, 0 where they share no token. 0 turns it off.
         label_attention_dropout (`float`, *optional*, defaults to 0.1):
             Dropout on the attention weights and on the residual branches of the blocks.
         classifier_dropout (`float`, *optional*, defaults to 0.1):
@@ -104,6 +109,7 @@ class LabelAttentionConfig(PreTrainedConfig):
     label_attention_intermediate_size: int | None = None
     label_attention_feed_forward: bool = True
     label_query_centering: bool = False
+    label_attention_overlap_coef: float = 0.0
     label_attention_dropout: float = 0.1
     classifier_dropout: float = 0.1
     label_scorer: str = "per_label"
@@ -165,6 +171,10 @@ class LabelAttentionConfig(PreTrainedConfig):
             raise ValueError(f"trained_labels_per_step must be at least 1, got {self.trained_labels_per_step}.")
         if self.label_query_centering and self.num_labels < 2:
             raise ValueError("label_query_centering needs at least 2 labels (one label's centred query is zero).")
+        if not 0 <= self.label_attention_overlap_coef < float("inf"):
+            raise ValueError(
+                f"label_attention_overlap_coef must be a finite number >= 0, got {self.label_attention_overlap_coef}."
+            )
         if self.document_window_overlap < 0:
             raise ValueError(f"document_window_overlap must be at least 0, got {self.document_window_overlap}.")
         names = list(self.id2label.values())

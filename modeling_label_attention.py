@@ -226,6 +226,21 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
     return nn.functional.cross_entropy(logits.float(), labels)
 
 
+def attention_overlap(attentions: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """How alike the labels' attention is: the cosine similarity between two labels' weights over a document's
+    tokens, averaged over every pair of labels and every document. `attentions`: the blocks' weights, each `(batch,
+    heads, num_labels, length)`; heads, then blocks, are averaged first, as explanations combine them."""
+    weights = torch.stack(attentions).float().mean((0, 2))  # (batch, num_labels, length)
+    num_labels = weights.shape[1]
+    if num_labels < 2:
+        return weights.new_zeros(())
+    # The sum over ordered pairs of unit vectors' dot products is |their sum|^2 minus the diagonal: O(labels), not
+    # O(labels^2), memory for large label sets.
+    summed = nn.functional.normalize(weights, dim=-1).sum(1)
+    pairs = (summed.square().sum(-1) - num_labels) / (num_labels * (num_labels - 1))
+    return pairs.mean()
+
+
 def decisions_from_logits(logits: torch.Tensor, problem_type: str, thresholds=None) -> torch.Tensor:
     """The one rule from logits to decisions (training, evaluation, explanations, users): multi-hot
     `(batch, num_labels)` where sigmoid(logit) >= the label's threshold (0.5 where `thresholds` is None) for
@@ -597,17 +612,22 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         `output_attentions=True`, the label-attention weights of every block, each of shape `(batch_size,
         num_heads, num_labels, sequence_length)`, followed, with the shared scorer, by the scorer's own attention
         `(batch_size, 1, num_labels, sequence_length)`.
+
+        With `config.label_attention_overlap_coef > 0`, the loss adds that weight times the labels' attention
+        overlap ([`attention_overlap`]).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        overlap_coef = self.config.label_attention_overlap_coef if labels is not None else 0.0
         outputs = self.label_attention(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
-            output_attentions=output_attentions,
+            output_attentions=output_attentions or overlap_coef > 0,
             return_dict=True,
         )
         label_states = self.dropout(outputs.last_hidden_state)
-        attentions = outputs.attentions
+        attentions = outputs.attentions if output_attentions else None
         if self.config.label_scorer == "shared":
             document_states = outputs.encoder_last_hidden_state
             if attention_mask is None:
@@ -618,7 +638,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
                 label_states, outputs.label_embeddings, document_states, padding_mask, output_attentions
             )
             if scorer_attentions is not None:  # what the shared scorer's logit reads: explanations show it too
-                attentions = outputs.attentions + (scorer_attentions,)
+                attentions = attentions + (scorer_attentions,)
         else:
             logits = self.scorer(label_states)
 
@@ -626,6 +646,8 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         if labels is not None:
             self._check_labels(labels, logits)
             loss = classification_loss(logits, labels, self.config.problem_type)
+            if overlap_coef > 0:
+                loss = loss + overlap_coef * attention_overlap(outputs.attentions)
 
         if not return_dict:
             output = (logits,) + ((attentions,) if attentions is not None else ())

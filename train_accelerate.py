@@ -213,6 +213,11 @@ def parse_args(argv=None):
         help="Subtract the labels' mean from each label's attention query: each label attends to its own evidence.",
     )  # fmt: skip
     model.add_argument(
+        "--label-attention-overlap-coef", type=finite_number(0), default=0.0,
+        help="Add this weight times the labels' attention overlap (mean cosine similarity of two labels' attention "
+        "over a document's tokens) to the training loss, so that labels read different words. 0: off.",
+    )  # fmt: skip
+    model.add_argument(
         "--encoder-attention-dropout", type=finite_number(0, 1, "between 0 and 1 (a probability)"), default=None,
         help="Dropout on the encoder's attention weights while training. Default 0 (chosen on validation: no cost "
         "for any head), which lets PyTorch's fused CPU attention kernel train, 1.5x faster steps on a 2-core CPU; "
@@ -342,6 +347,7 @@ def build_model(args, label_set):
             trained_labels_per_step=args.trained_labels_per_step,
             label_attention_feed_forward=not args.no_label_feed_forward,
             label_query_centering=args.label_query_centering,
+            label_attention_overlap_coef=args.label_attention_overlap_coef,
             label_scorer=args.label_scorer,
         )
     tokenizer = AutoTokenizer.from_pretrained(args.encoder)
@@ -891,8 +897,8 @@ def hyperparameters_for_card(args) -> dict:
         "head", "max_length", "epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
         "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "mixed_precision",
         "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "trained_labels_per_step",
-        "no_label_feed_forward", "label_query_centering", "label_scorer", "tune_thresholds",
-        "encoder_attention_dropout",
+        "no_label_feed_forward", "label_query_centering", "label_attention_overlap_coef", "label_scorer",
+        "tune_thresholds", "encoder_attention_dropout",
     )  # fmt: skip
     return {key: getattr(args, key) for key in keys}
 

@@ -29,19 +29,28 @@ from label_attention.explain import (
     render_html,
     word_weights,
 )
+from label_attention.modeling_label_attention import attention_overlap
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]")
 SECTION = '<section class="label"'
 
 
-def _train_keyword_model(tokenizer, corpus, seed=0, epochs=15, batch_size=16, lr=3e-3):
+def _exact_match(model, tokenizer, corpus) -> float:
+    with torch.no_grad():
+        logits = model(**tokenizer(corpus.texts, padding=True, return_tensors="pt")).logits
+    decisions = model.predict_from_logits(logits)
+    return (decisions == torch.tensor(corpus.multi_hot())).all(-1).float().mean().item()
+
+
+def _train_keyword_model(tokenizer, corpus, seed=0, epochs=15, batch_size=16, lr=3e-3, **config_kwargs):
     """A tiny BERT-like label-attention classifier trained from scratch on `corpus` (plain AdamW loop)."""
     torch.manual_seed(seed)
     config = LabelAttentionConfig(
         encoder=BertConfig(**{**TINY_SHAPE, "num_attention_heads": 2, "intermediate_size": 64}),
         id2label=corpus.id2label,
         label_descriptions=corpus.label_descriptions,
+        **config_kwargs,
     )
     model = LabelAttentionForSequenceClassification(config)
     model.set_label_descriptions(tokenizer)
@@ -261,6 +270,64 @@ def test_label_contrast_keeps_what_a_label_reads_more_than_the_others(keyword_se
         assert all(sum(row) == pytest.approx(1.0, abs=1e-5) for row in after.word_weights)
     with pytest.raises(ExplainError, match="word_aggregation='median'"):
         explain(model, tokenizer, "text", word_aggregation="median")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Label-specific attention: the overlap term of the loss
+
+
+def test_attention_overlap_is_the_mean_cosine_over_pairs_of_labels():
+    torch.manual_seed(0)
+    blocks = [torch.rand(2, 3, 4, 6).softmax(-1) for _ in range(2)]  # (batch, heads, labels, tokens)
+    weights = torch.stack(blocks).mean((0, 2))
+    pairs = [
+        torch.cosine_similarity(weights[:, i], weights[:, j], dim=-1) for i in range(4) for j in range(4) if i != j
+    ]
+    assert attention_overlap(blocks) == pytest.approx(torch.stack(pairs).mean().item(), abs=1e-6)
+    same = torch.full((1, 1, 3, 5), 0.2)
+    disjoint = torch.eye(3, 5).view(1, 1, 3, 5)
+    assert attention_overlap((same,)).item() == pytest.approx(1.0)
+    assert attention_overlap((disjoint,)).item() == pytest.approx(0.0, abs=1e-7)
+    assert attention_overlap((same[:, :, :1],)).item() == 0.0  # one label: no pair
+
+
+def test_the_overlap_term_is_added_to_the_training_loss_only(make_model, tokenizer):
+    from tiny_models import DOCUMENTS, encode
+
+    batch = encode(tokenizer, DOCUMENTS)
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    plain, penalised = make_model(), make_model(label_attention_overlap_coef=0.5)
+    outputs = plain(**batch, labels=labels, output_attentions=True)
+    expected = outputs.loss + 0.5 * attention_overlap(outputs.attentions)
+    assert penalised(**batch, labels=labels).loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert penalised(**batch, labels=labels).attentions is None  # weights computed for the loss, not returned
+    assert penalised(**batch).loss is None
+    penalised.train()
+    penalised(**batch, labels=labels).loss.backward()
+    query_weight = penalised.label_attention.blocks[0].attention.in_proj_weight
+    assert query_weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("coef", [-0.1, float("nan"), float("inf")])
+def test_a_bad_overlap_coefficient_is_refused(coef):
+    with pytest.raises(ValueError, match="label_attention_overlap_coef must be a finite number >= 0"):
+        LabelAttentionConfig(
+            encoder=BertConfig(**TINY_SHAPE), id2label={0: "a", 1: "b"}, label_attention_overlap_coef=coef
+        )
+
+
+def test_the_overlap_term_makes_labels_read_different_words_and_still_learn(keyword_setup):
+    """On the keyword corpus, the same training with the term: the labels' attention overlaps far less, and the
+    task is still learnt."""
+    model, tokenizer, corpus, _, _ = keyword_setup
+    penalised = _train_keyword_model(
+        tokenizer, make_corpus(300, num_labels=4, seed=1), label_attention_overlap_coef=0.3
+    )
+    inputs = tokenizer(corpus.texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        before, after = (attention_overlap(m(**inputs, output_attentions=True).attentions) for m in (model, penalised))
+    assert after < before / 2, (before, after)
+    assert _exact_match(penalised, tokenizer, corpus) >= 0.9
 
 
 # ---------------------------------------------------------------------------------------------------------------
