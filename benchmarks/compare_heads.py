@@ -391,9 +391,9 @@ def main(argv=None):
     experiments = [compare(config, runner, chosen[config["name"]]) for config in configs]
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(experiments, indent=2, default=str))
-    output.with_suffix(".md").write_text(markdown(experiments))
-    plot_learning_curves(experiments, output.with_suffix(".png"))
+    output.with_name(output.name + ".json").write_text(json.dumps(experiments, indent=2, default=str))
+    output.with_name(output.name + ".md").write_text(markdown(experiments))
+    plot_learning_curves(experiments, output.with_name(output.name + ".png"))
     print(markdown(experiments))
     return 0
 

@@ -128,7 +128,7 @@ def main(argv=None):
 
     encoder, encoder_name = encoder_and_name(args.encoder)
     if args.flops_only:
-        path = Path(args.output).with_suffix(".json")
+        path = Path(f"{args.output}.json")
         if not path.is_file():
             parser.error(f"--flops-only adds to an earlier run's results, and {path} does not exist.")
         results = json.loads(path.read_text())

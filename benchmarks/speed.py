@@ -98,8 +98,8 @@ def write_results(output, results: dict, table: str):
     """`<output>.json` and `<output>.md`, and the table on stdout."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    output.with_suffix(".md").write_text(table)
+    output.with_name(output.name + ".json").write_text(json.dumps(results, indent=2) + "\n")
+    output.with_name(output.name + ".md").write_text(table)
     print(table)
 
 

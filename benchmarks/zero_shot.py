@@ -339,8 +339,8 @@ def main(argv=None):
 
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
-    output.with_suffix(".md").write_text(markdown(summary))
+    output.with_name(output.name + ".json").write_text(json.dumps(summary, indent=2, default=str))
+    output.with_name(output.name + ".md").write_text(markdown(summary))
     print(markdown(summary))
     return 0
 
