@@ -389,11 +389,10 @@ def main(argv=None):
         chosen[config["name"]][head] = choice
 
     experiments = [compare(config, runner, chosen[config["name"]]) for config in configs]
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_name(output.name + ".json").write_text(json.dumps(experiments, indent=2, default=str))
-    output.with_name(output.name + ".md").write_text(markdown(experiments))
-    plot_learning_curves(experiments, output.with_name(output.name + ".png"))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{args.output}.json").write_text(json.dumps(experiments, indent=2, default=str))
+    Path(f"{args.output}.md").write_text(markdown(experiments))
+    plot_learning_curves(experiments, Path(f"{args.output}.png"))
     print(markdown(experiments))
     return 0
 

@@ -96,10 +96,9 @@ def encoder_and_name(encoder: str | None) -> tuple[str, str]:
 
 def write_results(output, results: dict, table: str):
     """`<output>.json` and `<output>.md`, and the table on stdout."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_name(output.name + ".json").write_text(json.dumps(results, indent=2) + "\n")
-    output.with_name(output.name + ".md").write_text(table)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{output}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    Path(f"{output}.md").write_text(table)
     print(table)
 
 

@@ -37,7 +37,7 @@ import evaluate
 import numpy as np
 import torch
 from compare_heads import REPO, RESULTS, Runner, summarise
-from speed import encoder_and_name
+from speed import encoder_and_name, write_results
 from transformers import AutoModel, AutoTokenizer
 
 from label_attention import LabelAttentionConfig, LabelAttentionForSequenceClassification
@@ -337,11 +337,7 @@ def main(argv=None):
     per_label_runs = [per_label_run(config, runner, full, seed) for seed in config["seeds"]]
     summary = summarise_protocol(config, task, zero_shot, baseline_scores(task, config), shared_runs, per_label_runs)
 
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_name(output.name + ".json").write_text(json.dumps(summary, indent=2, default=str))
-    output.with_name(output.name + ".md").write_text(markdown(summary))
-    print(markdown(summary))
+    write_results(args.output, summary, markdown(summary))
     return 0
 
 
