@@ -724,6 +724,48 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
             [thresholds[i] for i in kept] if thresholds is not None else None,
         )
 
+    @torch.no_grad()
+    def calibrate_thresholds(self, label_names: list[str], texts: list[str], tokenizer, max_length: int = 512,
+                             batch_size: int = 32) -> dict[str, float]:
+        """Decision thresholds, from unlabelled texts, for labels that no labelled data has tuned (e.g. just added by
+        `add_labels`, whose probabilities tend to run low): each label in `label_names` gets the threshold at which
+        it is predicted for as many of `texts` as the model's other labels are on average, at their own thresholds.
+
+        This assumes a new label is about as frequent as the average trained one. `texts` should be like the
+        documents the model will read (a few hundred); no label of theirs is needed. Where you know a label's
+        frequency, or have labelled documents, set `config.decision_thresholds` yourself. Multi-label models only
+        (a single-label model predicts its most likely class). Sets `config.decision_thresholds` (0.5 for every
+        other label where there were none) and returns the new thresholds by label name.
+        """  # fmt: skip
+        if self.config.problem_type != "multi_label_classification":
+            raise ValueError("Thresholds decide only multi-label predictions (a single-label model predicts its argmax).")
+        label_names = self._label_list(label_names)
+        unknown = [name for name in label_names if name not in self.config.label2id]
+        if unknown or not label_names:
+            raise ValueError(f"No label named {unknown} in this model; its labels: {self._label_names()}.")
+        calibrated = [self.config.label2id[name] for name in label_names]
+        others = [i for i in range(self.config.num_labels) if i not in calibrated]
+        if not others:
+            raise ValueError("Every label is to be calibrated: the rate to match is that of the model's other labels.")
+        texts = self._label_list(texts)
+        if not texts or not all(isinstance(text, str) and text.strip() for text in texts):
+            raise ValueError("Give a non-empty list of non-empty texts to calibrate the thresholds on.")
+        was_training = self.training
+        self.eval()
+        logits = torch.cat([
+            self(**tokenizer(texts[start : start + batch_size], truncation=True, max_length=max_length,
+                             padding=True, return_tensors="pt").to(self.device)).logits.float()
+            for start in range(0, len(texts), batch_size)
+        ])  # fmt: skip
+        self.train(was_training)
+        rate = self.predict_from_logits(logits)[:, others].float().mean().item()
+        predicted = max(1, round(rate * len(texts)))  # at least one text: a threshold above every score decides nothing
+        thresholds = list(self.config.decision_thresholds or [0.5] * self.config.num_labels)
+        for label_id in calibrated:
+            thresholds[label_id] = torch.sigmoid(logits[:, label_id]).topk(predicted).values[-1].item()
+        self.config.decision_thresholds = thresholds
+        return {name: thresholds[label_id] for name, label_id in zip(label_names, calibrated)}
+
     @staticmethod
     def _label_list(values) -> list:
         if isinstance(values, str):  # a lone name would be read as a list of characters

@@ -151,6 +151,52 @@ def test_thresholds_of_new_and_removed_labels(make_model, tokenizer, batch):
     assert untuned.config.decision_thresholds is None  # every label at 0.5
 
 
+CALIBRATION_TEXTS = [
+    f"{subject} {verb} in {place}." for subject in ("Tumour cells", "New blood vessels", "Immune cells", "Mutations")
+    for verb in ("spread", "die", "grow quickly", "swell") for place in ("mice", "the liver")
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("tuned", [True, False])
+def test_calibrated_threshold_predicts_a_new_label_as_often_as_the_others(make_model, tokenizer, tuned):
+    model = make_model(label_scorer="shared")
+    with torch.no_grad():  # the tiny encoder's similarities saturate alike for every text: let c spread the scores
+        model.scorer.logit_scale.zero_(), model.scorer.bias.zero_()
+        model.scorer.weight.normal_(generator=torch.Generator().manual_seed(0))
+    if tuned:  # each trained label at its median probability over the texts: predicted for half of them
+        probabilities = torch.sigmoid(logits(model, encode(tokenizer, CALIBRATION_TEXTS)))
+        model.config.decision_thresholds = probabilities.median(0).values.tolist()
+    model.add_labels([NEW_NAME], [NEW_DESCRIPTION], tokenizer)
+    trained = list(model.config.decision_thresholds or [0.5] * 3)[:3]
+    calibrated = model.calibrate_thresholds([NEW_NAME], CALIBRATION_TEXTS, tokenizer, batch_size=5)
+    assert model.config.decision_thresholds == trained + [calibrated[NEW_NAME]]
+    batches = [CALIBRATION_TEXTS[start : start + 5] for start in range(0, len(CALIBRATION_TEXTS), 5)]
+    decisions = model.predict_from_logits(torch.cat([logits(model, encode(tokenizer, batch)) for batch in batches]))
+    rate = decisions[:, :3].float().mean().item()
+    assert 0 < rate < 1 or not tuned
+    assert decisions[:, 3].sum() == max(1, round(rate * len(CALIBRATION_TEXTS)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names", "texts", "message"),
+    [
+        ({"problem_type": "single_label_classification"}, [NEW_NAME], CALIBRATION_TEXTS, "only multi-label"),
+        ({}, ["metastasis", "invasion"], CALIBRATION_TEXTS, r"No label named \['invasion'\]"),
+        ({}, [NEW_NAME, *LABEL_NAMES], CALIBRATION_TEXTS, "the model's other labels"),
+        ({}, [NEW_NAME], [], "non-empty list of non-empty texts"),
+        ({}, [NEW_NAME], ["A text.", " "], "non-empty list of non-empty texts"),
+        ({}, [NEW_NAME], "One text.", "not one string"),
+    ],
+)
+def test_bad_calibrations_are_refused_and_change_nothing(make_model, tokenizer, kwargs, names, texts, message):
+    model = make_model(label_scorer="shared", **kwargs)
+    model.add_labels([NEW_NAME], [NEW_DESCRIPTION], tokenizer)
+    config = model.config.to_dict()
+    with pytest.raises(ValueError, match=message):
+        model.calibrate_thresholds(names, texts, tokenizer)
+    assert model.config.to_dict() == config
+
+
 def test_single_label_model_takes_a_new_class(make_model, tokenizer, batch):
     model = make_model(label_scorer="shared", problem_type="single_label_classification")
     before = logits(model, batch)
