@@ -5,7 +5,8 @@
 For each set of held-out labels in the config (`held_out`) and each seed, label attention with the shared scorer
 (`--label-scorer shared`) is trained on the data without those labels (every document keeps its other labels); the
 held-out labels are then added to the best model from their descriptions (`add_labels`) and scored on test: ROC-AUC,
-and F1 at the model's decision rule (a new label is decided at 0.5). Against
+and F1 at 0.5 (`NEW_LABEL_THRESHOLD`) and at the threshold `calibrate_thresholds` sets from the validation texts
+without their labels (a new label predicted as often as the trained ones are). Against
 (a) an untrained baseline: the cosine similarity of the mean-pooled embeddings of the document and of the label's
     description by the same encoder, not fine-tuned; its F1 is at one threshold on that similarity, the one with the
     best micro-F1 on validation over the labels that were trained on: nothing about the held-out labels is used;
@@ -129,34 +130,42 @@ class Task:
 
 
 def zero_shot_scores(model_dir: Path, held_out: list[str], task: Task, train_args: dict):
-    """Test logits and decisions of the held-out labels, added to the trained model from their descriptions."""
+    """The held-out labels, added to the trained model from their descriptions: their test logits, decisions at
+    0.5, and decisions at the thresholds calibrated on the validation texts (no label of theirs is read)."""
     model = LabelAttentionForSequenceClassification.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)  # auto_map: this package's code
     model.add_labels(held_out, [task.descriptions[name] for name in held_out], tokenizer)
-    logits = in_batches(
-        lambda tokens: model(**tokens).logits, tokenizer, task.texts["test"], train_args["max_length"],
-        train_args.get("eval_batch_size", 64),
-    )  # fmt: skip
+    max_length, batch_size = train_args["max_length"], train_args.get("eval_batch_size", 64)
+    logits = in_batches(lambda tokens: model(**tokens).logits, tokenizer, task.texts["test"], max_length, batch_size)
     columns = [model.config.label2id[name] for name in held_out]
-    return logits[:, columns].numpy(), model.predict_from_logits(logits)[:, columns].numpy()
+    at_half = model.predict_from_logits(logits)[:, columns].numpy()
+    thresholds = model.calibrate_thresholds(held_out, task.texts["validation"], tokenizer, max_length, batch_size)
+    return logits[:, columns].numpy(), at_half, model.predict_from_logits(logits)[:, columns].numpy(), thresholds
 
 
 def zero_shot_run(runner: Runner, experiment: dict, held_out: list[str], seed: int, task: Task, keep_model: bool):
     """The held-out labels' test scores for one (set, seed); trained and scored first unless recorded."""
     record = runner.record_dir(experiment, HEAD, SHARED, seed)
-    if not (record / "zero_shot.json").exists():
+    scored = record / "zero_shot.json"
+    if not scored.exists() or "calibrated_thresholds" not in json.loads(scored.read_text()):  # or scored before them
         output_dir = runner.runs_dir / record.relative_to(runner.records_dir)
         if not (output_dir / "model").is_dir():
             shutil.rmtree(record, ignore_errors=True)  # a record whose model was deleted unscored: train again
         runner.run(experiment, HEAD, SHARED, seed)
-        logits, decisions = zero_shot_scores(output_dir / "model", held_out, task, experiment["train_args"])
+        logits, at_half, calibrated, thresholds = zero_shot_scores(
+            output_dir / "model", held_out, task, experiment["train_args"]
+        )
         gold = task.gold["test"][:, task.columns(held_out)]
         np.savez_compressed(record / "zero_shot_predictions.npz", test_logits=logits, test_references=gold)
-        scores = {"held_out": held_out, "labels": label_scores(logits, decisions, gold, held_out)}
-        (record / "zero_shot.json").write_text(json.dumps(scores, indent=2))  # last: the run is then recorded
+        labels = label_scores(logits, at_half, gold, held_out)
+        calibrated_f1 = label_scores(logits, calibrated, gold, held_out)
+        for name in held_out:
+            labels[name]["f1_calibrated"] = calibrated_f1[name]["f1"]
+        scores = {"held_out": held_out, "calibrated_thresholds": thresholds, "labels": labels}
+        scored.write_text(json.dumps(scores, indent=2))  # last: the run is then recorded
         if not keep_model:
             shutil.rmtree(output_dir)
-    return json.loads((record / "zero_shot.json").read_text())["labels"]
+    return json.loads(scored.read_text())["labels"]
 
 
 def trained_scores(run: dict, held_out: list[str], task: Task) -> dict:
@@ -232,7 +241,7 @@ def summarise_protocol(config: dict, task: Task, zero_shot: dict, baseline: dict
             rows.append({
                 "held_out": held_out, "label": label,
                 "test_positives": int(task.gold["test"][:, task.label_set.ids[label]].sum()),
-                **{method: {metric: summarise([score[metric] for score in scores]) for metric in ("roc_auc", "f1")}
+                **{method: {metric: summarise([score[metric] for score in scores]) for metric in scores[0]}
                    for method, scores in by_method.items()},
             })  # fmt: skip
     # Per seed, the mean over every held-out label of every set; then mean and spread over seeds.
@@ -240,7 +249,7 @@ def summarise_protocol(config: dict, task: Task, zero_shot: dict, baseline: dict
         method: {
             metric: summarise([statistics.mean(row[method][metric]["values"][i] for row in rows)
                                for i in range(len(seeds))])
-            for metric in ("roc_auc", "f1")
+            for metric in rows[0][method]
         }
         for method in METHODS
     }  # fmt: skip
@@ -272,24 +281,25 @@ def markdown(summary: dict) -> str:
         f"### Labels never trained on ({summary['data_dir']}, seeds {summary['seeds']})", "",
         summary["description"], "",
         "Test scores of the held-out labels, averaged over every held-out label of every set (mean ± std over seeds):",
-        "", "| scored by | ROC-AUC | F1 |", "|---|---|---|",
+        "", "| scored by | ROC-AUC | F1 | F1, new labels' thresholds from the validation texts (`calibrate_thresholds`) |",
+        "|---|---|---|---|",
     ]  # fmt: skip
     for method, title in summary["methods"].items():
-        average = summary["averages"][method]
-        lines.append(f"| {title} | {cell(average['roc_auc'])} | {cell(average['f1'])} |")
+        cells = [cell(stats) for stats in summary["averages"][method].values()] + ["—"]
+        lines.append(f"| {title} | " + " | ".join(cells[:3]) + " |")
     rows = summary["unseen_labels"]
     thresholds = ", ".join(f"{name} {t:.3f}" for name, t in summary["baseline_thresholds"].items())
     lines += [
         "", f"Added after training above the untrained baseline in ROC-AUC: "
         f"{summary['zero_shot_above_baseline_roc_auc']} of {len(rows)} labels.", "",
-        "Per label (ROC-AUC / F1; a new label is decided at 0.5; the baseline at the threshold chosen on validation "
-        f"over the labels trained on: {thresholds}):", "",
+        "Per label (ROC-AUC / F1; a new label is decided at 0.5, then at its calibrated threshold; the baseline at the "
+        f"threshold chosen on validation over the labels trained on: {thresholds}):", "",
         "| held out together | label | test positives | added after training | untrained baseline | trained with it |",
         "|---|---|---|---|---|---|",
     ]  # fmt: skip
     for row in rows:
         cells = ["; ".join(row["held_out"]), row["label"], str(row["test_positives"])]
-        cells += [f"{cell(row[method]['roc_auc'])} / {cell(row[method]['f1'])}" for method in summary["methods"]]
+        cells += [" / ".join(map(cell, row[method].values())) for method in summary["methods"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "", "The whole task (every label trained), test and validation at 0.5:", "",

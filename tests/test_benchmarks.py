@@ -123,6 +123,11 @@ def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_k
         for method in ("zero_shot", "baseline", "trained"):
             assert 0 <= row[method]["roc_auc"]["mean"] <= 1 and 0 <= row[method]["f1"]["mean"] <= 1
     assert set(summary["averages"]) == {"zero_shot", "baseline", "trained"}
+    assert 0 <= summary["averages"]["zero_shot"]["f1_calibrated"]["mean"] <= 1
+    for scored in records.rglob("zero_shot.json"):  # a threshold per new label, from the validation texts
+        held = json.loads(scored.read_text())
+        assert set(held["calibrated_thresholds"]) == set(held["held_out"])
+        assert all(0 < threshold < 1 for threshold in held["calibrated_thresholds"].values())
     assert set(summary["full_task"]) == {"shared", "per_label"}
     recorded = sorted(path.parent.relative_to(records / "zero_shot") for path in records.rglob("eval_results.json"))
     assert [path.as_posix() for path in recorded] == [
