@@ -46,13 +46,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from speed import cpu_name, write_results
-
 from label_attention.data_label_attention import jsonl_objects
 from label_attention.explain import (
     LABEL_CONTRAST,
     WORD_AGGREGATION,
     WORD_AGGREGATIONS,
+    ExplainError,
     _decisions,
     _max_length,
     _run_batch,
@@ -67,6 +66,7 @@ from label_attention.explain import (
     word_weights,
     write_html,
 )
+from speed import cpu_name, write_results
 
 # An attention explanation is named WEIGHTS:RULE: the attention ("attention") or each label's attention minus the
 # labels' mean ("contrast", `label_contrast`), merged into words by RULE, or "tokens" (specificity only).
@@ -565,10 +565,13 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(args.threads)
     texts = read_texts(args.data_dir, args.split, args.max_documents)
-    models = [
-        measure_model(model_dir, texts, args, examples=args.examples if position == 0 else 0)
-        for position, model_dir in enumerate(args.models)
-    ]
+    try:
+        models = [
+            measure_model(model_dir, texts, args, examples=args.examples if position == 0 else 0)
+            for position, model_dir in enumerate(args.models)
+        ]
+    except ExplainError as err:  # a model folder that is not one: say so, without a traceback
+        parser.error(str(err))
     results = {
         "command": " ".join(["python", "benchmarks/explanations.py", *map(str, argv or sys.argv[1:])]),
         "split": args.split,
