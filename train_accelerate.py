@@ -584,7 +584,7 @@ def make_accelerator(args) -> Accelerator:
         project_dir=args.output_dir,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
-    launched = int(os.environ.get("WORLD_SIZE", 1))
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator.num_processes != launched:
         raise StopRun(
             f"{launched} processes were launched but Accelerate runs them as {accelerator.num_processes}; "

@@ -158,7 +158,7 @@ def test_bad_texts_are_rejected(keyword_setup):
 
 
 def test_html_report_has_one_section_per_predicted_label(keyword_setup, tmp_path):
-    model, tokenizer, corpus, explanations, _ = keyword_setup
+    model, tokenizer, _, explanations, _ = keyword_setup
     docs = explanations[:10] + explain(model, tokenizer, ["Inflammation <b>bold</b> & apoptosis, seen in clinic."])
     report = render_html(docs, ids=[f"doc-{i}" for i in range(len(docs))])
     predicted = [label for doc in docs for label in doc.predicted_labels]

@@ -135,7 +135,7 @@ def test_model_card_metadata_round_trips_and_holds_the_run(model_folder):
     for name, description in zip(LABELS, DESCRIPTIONS):
         assert f"| {name} | {description.replace('|', chr(92) + '|')} |" in body
     assert "| 0 | angiogenesis |" in body and "0.4000" in body and "0.9100" in body  # threshold, per-label F1
-    assert f'AutoModelForSequenceClassification.from_pretrained(repo, trust_remote_code=True)' in body
+    assert 'AutoModelForSequenceClassification.from_pretrained(repo, trust_remote_code=True)' in body
     assert f'pipeline("text-classification", model="{REPO_ID}", trust_remote_code=True, top_k=None)' in body
     assert "| learning_rate | 5e-05 |" in body and "| batch_size | 16 |" in body
     assert "| Micro F1 | 0.8300 | 0.8123 |" in body  # validation and test

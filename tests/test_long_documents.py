@@ -6,7 +6,7 @@ import logging
 
 import pytest
 import torch
-from tiny_models import ABSOLUTE_POSITION_FAMILIES, LABEL_DESCRIPTIONS, LABEL_NAMES, tiny_config
+from tiny_models import ABSOLUTE_POSITION_FAMILIES, LABEL_NAMES, tiny_config
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from label_attention import LabelAttentionForSequenceClassification

@@ -141,7 +141,7 @@ def test_same_logits_for_any_batch_size_and_length(multi_label, single_label, sh
 
 
 def test_quantized_model_runs_and_is_smaller(multi_label):
-    folder, model = multi_label
+    folder, _ = multi_label
     fp32 = OnnxTextClassificationPipeline.from_pretrained(folder / "onnx", threads=1)
     int8 = OnnxTextClassificationPipeline.from_pretrained(folder / "onnx", file_name="model_quantized.onnx", threads=1)
     assert (folder / "onnx" / "model_quantized.onnx").stat().st_size < (folder / "onnx" / "model.onnx").stat().st_size

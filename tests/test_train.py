@@ -326,7 +326,7 @@ def test_prediction_helper_uses_the_tuned_thresholds(hoc_run):
     thresholds = torch.tensor(model.config.decision_thresholds)
     assert len(thresholds) == 10
 
-    splits, label_set = load_splits(data_dir=DATA / "hoc")
+    splits, _ = load_splits(data_dir=DATA / "hoc")
     test = splits["test"].select(range(16))
     with torch.no_grad():
         inputs = tokenizer(list(test["text"]), padding=True, truncation=True, max_length=64, return_tensors="pt")
