@@ -740,8 +740,10 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         if self.config.problem_type != "multi_label_classification":
             raise ValueError("Thresholds decide only multi-label predictions (a single-label model predicts its argmax).")
         label_names = self._label_list(label_names)
+        if not label_names:
+            raise ValueError("Give at least one label to calibrate.")
         unknown = [name for name in label_names if name not in self.config.label2id]
-        if unknown or not label_names:
+        if unknown:
             raise ValueError(f"No label named {unknown} in this model; its labels: {self._label_names()}.")
         calibrated = [self.config.label2id[name] for name in label_names]
         others = [i for i in range(self.config.num_labels) if i not in calibrated]

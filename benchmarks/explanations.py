@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from speed import cpu_name, write_results
+
 from label_attention.data_label_attention import jsonl_objects
 from label_attention.explain import (
     LABEL_CONTRAST,
@@ -66,7 +68,6 @@ from label_attention.explain import (
     word_weights,
     write_html,
 )
-from speed import cpu_name, write_results
 
 # An attention explanation is named WEIGHTS:RULE: the attention ("attention") or each label's attention minus the
 # labels' mean ("contrast", `label_contrast`), merged into words by RULE, or "tokens" (specificity only).

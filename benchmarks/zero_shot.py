@@ -285,8 +285,8 @@ def markdown(summary: dict) -> str:
         "|---|---|---|---|",
     ]  # fmt: skip
     for method, title in summary["methods"].items():
-        cells = [cell(stats) for stats in summary["averages"][method].values()] + ["—"]
-        lines.append(f"| {title} | " + " | ".join(cells[:3]) + " |")
+        cells = [cell(stats) for stats in summary["averages"][method].values()]  # only added labels are calibrated
+        lines.append(f"| {title} | " + " | ".join(cells + ["—"] * (3 - len(cells))) + " |")
     rows = summary["unseen_labels"]
     thresholds = ", ".join(f"{name} {t:.3f}" for name, t in summary["baseline_thresholds"].items())
     lines += [

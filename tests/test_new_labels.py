@@ -183,6 +183,7 @@ def test_calibrated_threshold_predicts_a_new_label_as_often_as_the_others(make_m
         ({"problem_type": "single_label_classification"}, [NEW_NAME], CALIBRATION_TEXTS, "only multi-label"),
         ({}, ["metastasis", "invasion"], CALIBRATION_TEXTS, r"No label named \['invasion'\]"),
         ({}, [NEW_NAME, *LABEL_NAMES], CALIBRATION_TEXTS, "the model's other labels"),
+        ({}, [], CALIBRATION_TEXTS, "at least one label"),
         ({}, [NEW_NAME], [], "non-empty list of non-empty texts"),
         ({}, [NEW_NAME], ["A text.", " "], "non-empty list of non-empty texts"),
         ({}, [NEW_NAME], "One text.", "not one string"),
