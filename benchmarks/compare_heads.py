@@ -8,7 +8,8 @@ tuning effort) and optional `ablations` (changes to label attention's chosen rec
 reported, never adopted by this comparison). Instead of a sweep, a config may name another with `recipes_from`: each
 head then trains, on every seed, the setting that experiment's sweep chose for it, with this config's arguments (e.g.
 a change to every head's recipe, measured on every seed). Each run is `train_accelerate.py` in its own process: the
-epoch kept is chosen on validation; test metrics are never used for a choice.
+epoch kept is chosen on validation; test metrics are never used for a choice. `--heads` and `--seeds` limit a call to
+some heads and to the seeds their chosen settings train on (e.g. to add a seed); sweeps stay on their first seed.
 
 Every finished run leaves its record under `benchmarks/results/runs/` (`eval_results.json`, `train_log.jsonl`,
 `predictions.npz`): commit them, and an interrupted comparison resumes without redoing finished runs. Writes
@@ -52,7 +53,9 @@ def machine() -> str:
 
 
 def setting_name(setting: dict) -> str:
-    return ",".join(f"{key}={setting[key]}" for key in sorted(setting)) or "default"
+    """The folder name of a setting's records; a path value (e.g. `labels_file`) is named by its file name."""
+    named = {key: Path(value).name if "/" in str(value) else value for key, value in setting.items()}
+    return ",".join(f"{key}={named[key]}" for key in sorted(named)) or "default"
 
 
 class Runner:
@@ -193,9 +196,9 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
             changed[head] = {split: paired_differences(runs, before, split, metric_names)
                              for split in ("validation", "test")}  # fmt: skip
     ablations = []
-    base = (chosen.get(LABEL_ATTENTION) or {}).get("setting", {})
-    for change in config.get("ablations", []):
-        run = runner.run(config, LABEL_ATTENTION, {**base, **change}, config["seeds"][0])
+    base = chosen.get(LABEL_ATTENTION)  # None: label attention not compared (--heads), or no run of it yet
+    for change in config.get("ablations", []) if base else []:
+        run = runner.run(config, LABEL_ATTENTION, {**base["setting"], **change}, config["seeds"][0])
         if run is None:
             continue
         ablations.append({"change": change, "validation": run["validation"][metric_names[0]],
@@ -326,6 +329,17 @@ def plot_learning_curves(experiments, path: Path):
     plt.close(figure)
 
 
+def comma_separated(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def seeds(text: str) -> list[int]:
+    try:
+        return [int(seed) for seed in comma_separated(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers, comma-separated: not {text!r}") from None
+
+
 def load_config(path: Path) -> dict:
     """An experiment's config file, named after its stem; `recipes_from` names another in the same folder."""
     config = {**json.loads(path.read_text()), "name": path.stem}
@@ -354,15 +368,26 @@ def main(argv=None):
         "--override", action="append", default=[], metavar="KEY=VALUE",
         help="Override a training argument for every run (e.g. max_train_samples=8 for a smoke test).",
     )  # fmt: skip
-    parser.add_argument("--seeds", help="Comma-separated seeds instead of the configs' (e.g. for a smoke test).")
+    parser.add_argument("--heads", type=comma_separated, help="Comma-separated heads: only these of the configs'.")
+    parser.add_argument(
+        "--seeds", type=seeds,
+        help="Comma-separated seeds to train each head's chosen setting on, instead of the configs' (e.g. to add a "
+             "seed, or 1 for a smoke test). A sweep still runs on its config's first seed: no setting is chosen anew.",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.override)
     runner = Runner(Path(args.records_dir), Path(args.runs_dir), args.jobs, overrides, args.keep_models, not args.no_train)
     configs = []
     for path in args.configs:
         config = load_config(Path(path))
+        if args.heads:
+            unknown = [head for head in args.heads if head not in config["heads"]]
+            if unknown:
+                parser.error(f"{path} has no head {', '.join(unknown)} (its heads: {', '.join(config['heads'])})")
+            config["heads"] = args.heads
         if args.seeds:
-            config["seeds"] = [int(seed) for seed in args.seeds.split(",")]
+            sweep_seed = [] if "recipes_from" in config else config["seeds"][:1]  # the seed its choice was made on
+            config["seeds"] = sweep_seed + [seed for seed in args.seeds if seed not in sweep_seed]
         configs.append(config)
 
     # Each (config, head) is a chain, sweep -> choice -> seeds -> ablations; the chains share one pool of `--jobs`.

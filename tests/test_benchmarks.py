@@ -40,12 +40,18 @@ def test_speed_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path):
 def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, tmp_path):
     """Sweep on the first seed, the chosen setting on every seed, an ablation; records reused by a second call."""
     config = json.loads((REPO / "benchmarks" / "configs" / "hoc.json").read_text())
+    data_dir = Path("..") / "shared" / "data" / "hoc"
+    other_labels = json.loads((REPO / data_dir / "labels.json").read_text())
+    for label in other_labels["labels"]:
+        label["description"] = label["name"]
+    other_labels_file = tmp_path / "labels_names_only.json"  # descriptions that are only the names
+    other_labels_file.write_text(json.dumps(other_labels))
     config.update(
         heads=["label-attention", "mean-pooling"],
         seeds=[1, 2],
         sweep={"learning_rate": [1e-3, 2e-3]},
-        ablations=[{"label_pooling": "first"}],
-        data_dir=str(Path("..") / "shared" / "data" / "hoc"),
+        ablations=[{"labels_file": str(other_labels_file)}],
+        data_dir=str(data_dir),
     )
     config_file = tmp_path / "tiny_hoc.json"
     config_file.write_text(json.dumps(config))
@@ -67,7 +73,9 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     difference = experiment["paired_differences"]["mean-pooling"]["micro_f1"]
     label_attention, baseline = (experiment["heads"][h]["test_micro_f1"]["values"] for h in ("label-attention", "mean-pooling"))
     assert difference["values"] == [a - b for a, b in zip(label_attention, baseline)]
-    assert [ablation["change"] for ablation in experiment["ablations"]] == [{"label_pooling": "first"}]
+    assert [ablation["change"] for ablation in experiment["ablations"]] == [{"labels_file": str(other_labels_file)}]
+    (ablation_record,) = (records / "tiny_hoc" / "label-attention").glob("*labels_file=*/seed1")
+    assert ablation_record.parent.name.startswith("labels_file=labels_names_only.json,")  # a file's name, not a path
     # Each finished run left its record; the model folders were not kept.
     assert len(list(records.rglob("eval_results.json"))) == 2 * 2 + 2 * 1 + 1
     assert not list((tmp_path / "runs").rglob("model.safetensors"))
@@ -75,6 +83,13 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     assert "Paired differences" in output.with_suffix(".md").read_text()
     # A second call trains nothing: every record is reused.
     assert "done " not in run(*command).stdout
+    # One head's further seed, without choosing anew: the sweep stays on the config's first seed.
+    stdout = run(*command, "--heads", "mean-pooling", "--seeds", "3").stdout
+    assert stdout.count("done ") == 1 and "done tiny_hoc/mean-pooling/" in stdout and "/seed3 " in stdout
+    (added,) = json.loads(output.with_suffix(".json").read_text())
+    assert list(added["heads"]) == ["mean-pooling"] and added["heads"]["mean-pooling"]["seeds"] == [1, 3]
+    assert added["heads"]["mean-pooling"]["chosen"] == experiment["heads"]["mean-pooling"]["chosen"]
+    assert added["ablations"] == [] and added["paired_differences"] == {}
 
     # A change to every head's chosen recipe, on every seed: the settings come from tiny_hoc's sweep, not a new one.
     no_dropout = {**config["train_args"], "encoder_attention_dropout": 0.0}
