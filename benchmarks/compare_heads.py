@@ -10,6 +10,7 @@ head then trains, on every seed, the setting that experiment's sweep chose for i
 a change to every head's recipe, measured on every seed). Each run is `train_accelerate.py` in its own process: the
 epoch kept is chosen on validation; test metrics are never used for a choice. `--heads` and `--seeds` limit a call to
 some heads and to the seeds their chosen settings train on (e.g. to add a seed); sweeps stay on their first seed.
+The summary then covers those heads and seeds only.
 
 Every finished run leaves its record under `benchmarks/results/runs/` (`eval_results.json`, `train_log.jsonl`,
 `predictions.npz`): commit them, and an interrupted comparison resumes without redoing finished runs. Writes
