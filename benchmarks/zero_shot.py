@@ -15,8 +15,8 @@ Also the whole task: the shared scorer against the per-label one, on every label
 
 The budget and the training arguments are the config's; decisions are at 0.5 throughout (no `tune_thresholds`). Each
 training is `train_accelerate.py` in its own process (`compare_heads.Runner`): its record goes under
-`benchmarks/results/runs/zero_shot/<held-out labels, or all-labels>/label-attention/label_scorer=<scorer>/seed<N>/`,
-and a held-out run's also holds `zero_shot.json` (the scores of its held-out labels) and `zero_shot_predictions.npz`
+`benchmarks/results/runs/<config file's name>/<held-out labels, or all-labels>/label-attention/label_scorer=<scorer>/`
+`seed<N>/`, and a held-out run's also holds `zero_shot.json` (the scores of its held-out labels) and `zero_shot_predictions.npz`
 (their test logits), so an interrupted protocol resumes without redoing what is recorded. The per-label scorer's run
 may be a head comparison's record instead (`per_label_records` in the config: a `compare_heads.py` record folder,
 holding `seed<N>/`), used only where it was trained with exactly these arguments. Writes `<output>.json` and
@@ -329,19 +329,22 @@ def main(argv=None):
     unknown = [name for held_out in config["held_out"] for name in held_out if name not in task.label_set.ids]
     if unknown:
         parser.error(f"held-out labels {unknown} are not in {data_dir / 'labels.json'}")
-    records_dir, runs_dir = Path(args.records_dir) / "zero_shot", Path(args.runs_dir) / "zero_shot"
+    name = Path(args.config).stem  # each config its own records: budgets differ
+    records_dir, runs_dir = Path(args.records_dir) / name, Path(args.runs_dir) / name
     runner = Runner(records_dir, runs_dir, 1, {}, args.keep_models)
     keeping_runner = Runner(records_dir, runs_dir, 1, {}, keep_models=True)  # a held-out run's model is scored next
     full = {"name": ALL_LABELS, "data_dir": str(data_dir), "train_args": config["train_args"]}
 
     zero_shot = {}
     with tempfile.TemporaryDirectory() as scratch:
+        experiments = {}
         for held_out in config["held_out"]:
-            name = slug(held_out)
-            experiment = {**full, "name": name, "data_dir": str(write_without(data_dir, held_out, Path(scratch, name)))}
-            for seed in config["seeds"]:
-                zero_shot[name, seed] = zero_shot_run(
-                    keeping_runner, experiment, held_out, seed, task, args.keep_models
+            folder = write_without(data_dir, held_out, Path(scratch, slug(held_out)))
+            experiments[slug(held_out)] = {**full, "name": slug(held_out), "data_dir": str(folder)}
+        for seed in config["seeds"]:  # seed 1's sets first: the longest wait for a first full seed is one seed
+            for held_out in config["held_out"]:
+                zero_shot[slug(held_out), seed] = zero_shot_run(
+                    keeping_runner, experiments[slug(held_out)], held_out, seed, task, args.keep_models
                 )
     shared_runs = [runner.run(full, HEAD, SHARED, seed) for seed in config["seeds"]]
     per_label_runs = [per_label_run(config, runner, full, seed) for seed in config["seeds"]]

@@ -121,13 +121,14 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
 
 def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_keywords, tmp_path):
     """Held-out sets trained without their labels, then scored with them added; the baseline and the upper bound; the
-    whole task with either scorer. A second call trains nothing, and takes a per-label record trained alike."""
+    whole task with either scorer, recorded under the config's name. A second call trains nothing, and takes a
+    per-label record trained alike."""
     train_args = {"max_length": 32, "epochs": 1, "batch_size": 8, "eval_batch_size": 16, "learning_rate": 3e-3,
                   "head_learning_rate": 3e-3, "encoder": str(tiny_encoder)}  # fmt: skip
     held_out = [["angiogenesis"], ["apoptosis", "inflammation"]]
     config = {"description": "tiny", "data_dir": str(small_keywords), "held_out": held_out, "seeds": [1],
               "train_args": train_args}  # fmt: skip
-    config_file, output, records = tmp_path / "zero_shot.json", tmp_path / "summary", tmp_path / "records"
+    config_file, output, records = tmp_path / "tiny_zero_shot.json", tmp_path / "summary", tmp_path / "records"
     config_file.write_text(json.dumps(config))
     command = [REPO / "benchmarks" / "zero_shot.py", config_file, "--records-dir", records, "--runs-dir",
                tmp_path / "runs", "--output", output]  # fmt: skip
@@ -144,8 +145,8 @@ def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_k
         assert set(held["calibrated_thresholds"]) == set(held["held_out"])
         assert all(0 < threshold < 1 for threshold in held["calibrated_thresholds"].values())
     assert set(summary["full_task"]) == {"shared", "per_label"}
-    recorded = sorted(path.parent.relative_to(records / "zero_shot") for path in records.rglob("eval_results.json"))
-    assert [path.as_posix() for path in recorded] == [
+    recorded = [path.parent.relative_to(records / config_file.stem) for path in records.rglob("eval_results.json")]
+    assert sorted(path.as_posix() for path in recorded) == [
         f"{experiment}/label-attention/label_scorer={scorer}/seed1"
         for experiment, scorer in [("all-labels", "per_label"), ("all-labels", "shared"), ("angiogenesis", "shared"),
                                    ("apoptosis+inflammation", "shared")]
