@@ -334,11 +334,15 @@ def comma_separated(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def seeds(text: str) -> list[int]:
+def whole_numbers(text: str) -> list[int]:
+    """An argparse type: "1,2,3" -> [1, 2, 3]; anything else is a clear usage error, not a traceback."""
     try:
-        return [int(seed) for seed in comma_separated(text)]
+        numbers = [int(item) for item in comma_separated(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds are whole numbers, comma-separated: not {text!r}") from None
+        numbers = []
+    if not numbers or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers from 1, got {text!r}")
+    return numbers
 
 
 def load_config(path: Path) -> dict:
@@ -371,7 +375,7 @@ def main(argv=None):
     )  # fmt: skip
     parser.add_argument("--heads", type=comma_separated, help="Comma-separated heads: only these of the configs'.")
     parser.add_argument(
-        "--seeds", type=seeds,
+        "--seeds", type=whole_numbers,
         help="Comma-separated seeds to train each head's chosen setting on, instead of the configs' (e.g. to add a "
              "seed, or 1 for a smoke test). A sweep still runs on its config's first seed: no setting is chosen anew.",
     )  # fmt: skip

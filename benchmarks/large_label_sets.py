@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import torch
+from compare_heads import whole_numbers
 from speed import cpu_name, encoder_and_name, make_step, measure_in_subprocess, model_flops, write_results
 
 CASES = [  # (name, head, mode, label-attention config)
@@ -117,7 +118,9 @@ def main(argv=None):
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--steps", type=int, default=3, help="Timed steps per measurement.")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--label-counts", default="10,100,1000,10000", help="The inference sweep over label counts.")
+    parser.add_argument(
+        "--label-counts", type=whole_numbers, default="10,100,1000,10000", help="The inference sweep over label counts."
+    )
     parser.add_argument("--memory-limit-gib", type=float, default=16, help="Address-space cap of each measurement.")
     parser.add_argument("--output", default="benchmarks/results/large_label_sets")
     parser.add_argument(
@@ -164,7 +167,7 @@ def main(argv=None):
     results["by_num_labels"] = []
     inference = dict(mode="inference", encoder=encoder, batch_size=args.batch_size, length=args.length,
                      steps=args.steps, warmup=args.warmup, memory_limit_gib=args.memory_limit_gib)  # fmt: skip
-    for count in map(int, args.label_counts.split(",")):
+    for count in args.label_counts:
         row = {"num_labels": count}
         for name, head, config in SWEEP_MODELS:
             measured = measure_in_subprocess(head=head, num_labels=count, config=config, **inference)

@@ -13,6 +13,7 @@ import json
 import sys
 
 import torch
+from compare_heads import whole_numbers
 from speed import cpu_name, encoder_and_name, measure_in_subprocess, write_results
 
 
@@ -37,7 +38,10 @@ def markdown(results) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", default=None, help="Default: the bundled all-MiniLM-L6-v2.")
-    parser.add_argument("--lengths", default="512,1024,2048,4096", help="Document lengths; the first is the baseline.")
+    parser.add_argument(
+        "--lengths", type=whole_numbers, default="512,1024,2048,4096",
+        help="Document lengths; the first is the baseline.",
+    )  # fmt: skip
     parser.add_argument("--window", type=int, default=512, help="The encoder's positions (vanilla reads this many).")
     parser.add_argument("--num-labels", type=int, default=10)
     parser.add_argument("--steps", type=int, default=10, help="Timed documents per measurement.")
@@ -56,7 +60,7 @@ def main(argv=None):
         "cpu": cpu_name(),
         "rows": [],
     }
-    for length in map(int, args.lengths.split(",")):
+    for length in args.lengths:
         row = {
             "length": length,
             "label-attention": measure_in_subprocess(head="label-attention", length=length, **common),

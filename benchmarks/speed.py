@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from compare_heads import whole_numbers
 from torch.utils import flop_counter
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -285,8 +286,8 @@ def main(argv=None):
     parser.add_argument("--num-labels", type=int, default=10)
     parser.add_argument("--steps", type=int, default=10, help="Timed steps per measurement.")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--label-counts", default="10,100,1000,5000")
-    parser.add_argument("--lengths", default="128,256,512")
+    parser.add_argument("--label-counts", type=whole_numbers, default="10,100,1000,5000")
+    parser.add_argument("--lengths", type=whole_numbers, default="128,256,512")
     parser.add_argument("--peak-size", type=int, default=4096, help="Size of the matrices that measure the peak.")
     parser.add_argument("--output", default="benchmarks/results/speed")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
@@ -348,7 +349,7 @@ def main(argv=None):
         for mode in ("train", "inference")
     }
     results["by_num_labels"] = []
-    for count in map(int, args.label_counts.split(",")):
+    for count in args.label_counts:
         timings = measure_heads("inference", num_labels=count, length=args.length, steps=args.steps, **common)
         seconds = {head: timings[head]["seconds_per_batch"] for head in HEADS}
         results["by_num_labels"].append(
@@ -357,7 +358,7 @@ def main(argv=None):
         )  # fmt: skip
         print(results["by_num_labels"][-1], flush=True)
     results["by_length"] = []
-    for length in map(int, args.lengths.split(",")):
+    for length in args.lengths:
         timings = measure_heads("inference", num_labels=args.num_labels, length=length, steps=args.steps, **common)
         row = {"length": length, **{head: timings[head]["seconds_per_batch"] for head in HEADS}}
         row["ratio"] = row["label-attention"] / row["linear"]

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 from training_runs import REPO, check_child, run_child
 
 
@@ -35,6 +36,19 @@ def test_speed_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path):
     assert "ratio to vanilla" in Path(f"{output}.md").read_text()
     assert "MFU" in Path(f"{output}.md").read_text()
     assert "attention dropout off" in Path(f"{output}.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "script, flag, value",
+    [("speed.py", "--lengths", "128,x"), ("large_label_sets.py", "--label-counts", "0"),
+     ("long_documents.py", "--lengths", ""), ("compare_heads.py", "--seeds", "1;2")],
+)  # fmt: skip
+def test_lists_of_numbers_are_checked_by_the_parser(script, flag, value):
+    """A bad list of numbers is a usage error that names the flag and the value, not a traceback."""
+    arguments = ["benchmarks/configs/hoc.json", "--no-train"] if script == "compare_heads.py" else []
+    completed = run_child([sys.executable, REPO / "benchmarks" / script, *arguments, flag, value])
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert f"argument {flag}: expected comma-separated whole numbers from 1, got {value!r}" in completed.stderr
 
 
 def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, tmp_path):
