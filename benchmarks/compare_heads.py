@@ -185,8 +185,9 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
     paired = {}
     if LABEL_ATTENTION in per_seed:
         for head in per_seed:
-            if head != LABEL_ATTENTION:
-                paired[head] = paired_differences(per_seed[LABEL_ATTENTION], per_seed[head], "test", metric_names)
+            differences = paired_differences(per_seed[LABEL_ATTENTION], per_seed[head], "test", metric_names)
+            if head != LABEL_ATTENTION and differences:  # none where the two share no seed
+                paired[head] = differences
     # With `recipes_from`: what this config's change does to each head, against the source's runs of the same setting.
     changed = {}
     if "recipes_from" in config:
@@ -194,8 +195,9 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
         for head, runs in per_seed.items():
             before = {seed: runner.recorded(source, head, chosen[head]["setting"], seed) for seed in runs}
             before = {seed: run for seed, run in before.items() if run is not None}
-            changed[head] = {split: paired_differences(runs, before, split, metric_names)
-                             for split in ("validation", "test")}  # fmt: skip
+            if before:  # else no seed to pair: say nothing
+                changed[head] = {split: paired_differences(runs, before, split, metric_names)
+                                 for split in ("validation", "test")}  # fmt: skip
     ablations = []
     base = chosen.get(LABEL_ATTENTION)  # None: label attention not compared (--heads), or no run of it yet
     for change in config.get("ablations", []) if base else []:

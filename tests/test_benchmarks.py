@@ -131,6 +131,12 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     # Summarising seeds not run yet trains nothing and reports no head.
     assert "done " not in run(*variant_command, "--no-train", "--seeds", "3").stdout
     assert json.loads(output.with_suffix(".json").read_text())[0]["heads"] == {}
+    # A seed the source has no run of: nothing to pair it with, and the tables say nothing rather than "seeds []".
+    stdout = run(*variant_command, "--heads", "label-attention", "--seeds", "3").stdout
+    assert stdout.count("done tiny_hoc_variant/label-attention/") == 1
+    (unpaired,) = json.loads(output.with_suffix(".json").read_text())
+    assert unpaired["change_from_source"] == {} and unpaired["paired_differences"] == {}
+    assert "seeds []" not in output.with_suffix(".md").read_text()
 
 
 def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_keywords, tmp_path):
