@@ -185,8 +185,10 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
     paired = {}
     if LABEL_ATTENTION in per_seed:
         for head in per_seed:
+            if head == LABEL_ATTENTION:
+                continue
             differences = paired_differences(per_seed[LABEL_ATTENTION], per_seed[head], "test", metric_names)
-            if head != LABEL_ATTENTION and differences:  # none where the two share no seed
+            if differences:  # none where the two share no seed
                 paired[head] = differences
     # With `recipes_from`: what this config's change does to each head, against the source's runs of the same setting.
     changed = {}

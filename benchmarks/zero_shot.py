@@ -16,11 +16,11 @@ Also the whole task: the shared scorer against the per-label one, on every label
 The budget and the training arguments are the config's; decisions are at 0.5 throughout (no `tune_thresholds`). Each
 training is `train_accelerate.py` in its own process (`compare_heads.Runner`): its record goes under
 `benchmarks/results/runs/<config file's name>/<held-out labels, or all-labels>/label-attention/label_scorer=<scorer>/`
-`seed<N>/`, and a held-out run's also holds `zero_shot.json` (the scores of its held-out labels) and `zero_shot_predictions.npz`
-(their test logits), so an interrupted protocol resumes without redoing what is recorded. The per-label scorer's run
-may be a head comparison's record instead (`per_label_records` in the config: a `compare_heads.py` record folder,
-holding `seed<N>/`), used only where it was trained with exactly these arguments. Writes `<output>.json` and
-`<output>.md`.
+`seed<N>/`, and a held-out run's also holds `zero_shot.json` (the scores of its held-out labels) and
+`zero_shot_predictions.npz` (their test logits), so an interrupted protocol resumes without redoing what is
+recorded. The per-label scorer's run may be a head comparison's record instead (`per_label_records` in the config: a
+`compare_heads.py` record folder, holding `seed<N>/`), used only where it was trained with exactly these arguments.
+Writes `<output>.json` and `<output>.md`.
 """
 
 import argparse
@@ -341,7 +341,7 @@ def main(argv=None):
         for held_out in config["held_out"]:
             folder = write_without(data_dir, held_out, Path(scratch, slug(held_out)))
             experiments[slug(held_out)] = {**full, "name": slug(held_out), "data_dir": str(folder)}
-        for seed in config["seeds"]:  # seed 1's sets first: the longest wait for a first full seed is one seed
+        for seed in config["seeds"]:  # every set's first seed is scored before a second seed trains
             for held_out in config["held_out"]:
                 zero_shot[slug(held_out), seed] = zero_shot_run(
                     keeping_runner, experiments[slug(held_out)], held_out, seed, task, args.keep_models
