@@ -337,14 +337,14 @@ def main(argv=None):
 
     zero_shot = {}
     with tempfile.TemporaryDirectory() as scratch:
-        experiments = {}
+        experiments = []  # (held-out labels, the experiment without them)
         for held_out in config["held_out"]:
             folder = write_without(data_dir, held_out, Path(scratch, slug(held_out)))
-            experiments[slug(held_out)] = {**full, "name": slug(held_out), "data_dir": str(folder)}
+            experiments.append((held_out, {**full, "name": slug(held_out), "data_dir": str(folder)}))
         for seed in config["seeds"]:  # every set's first seed is scored before a second seed trains
-            for held_out in config["held_out"]:
-                zero_shot[slug(held_out), seed] = zero_shot_run(
-                    keeping_runner, experiments[slug(held_out)], held_out, seed, task, args.keep_models
+            for held_out, experiment in experiments:
+                zero_shot[experiment["name"], seed] = zero_shot_run(
+                    keeping_runner, experiment, held_out, seed, task, args.keep_models
                 )
     shared_runs = [runner.run(full, HEAD, SHARED, seed) for seed in config["seeds"]]
     per_label_runs = [per_label_run(config, runner, full, seed) for seed in config["seeds"]]
