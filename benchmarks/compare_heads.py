@@ -7,10 +7,11 @@ first seed, the one with the best validation metric kept for all seeds: every he
 tuning effort) and optional `ablations` (changes to label attention's chosen recipe, run on the first seed and
 reported, never adopted by this comparison). Instead of a sweep, a config may name another with `recipes_from`: each
 head then trains, on every seed, the setting that experiment's sweep chose for it, with this config's arguments (e.g.
-a change to every head's recipe, measured on every seed). Each run is `train_accelerate.py` in its own process: the
-epoch kept is chosen on validation; test metrics are never used for a choice. `--heads` and `--seeds` limit a call to
-some heads and to the seeds their chosen settings train on (e.g. to add a seed); sweeps stay on their first seed.
-The summary then covers those heads and seeds only.
+a change to every head's recipe, measured on every seed), and is paired seed by seed with that experiment's runs. The
+named config may itself have `recipes_from`: the settings then come from the sweep at the end of the chain. Each run
+is `train_accelerate.py` in its own process: the epoch kept is chosen on validation; test metrics are never used for a
+choice. `--heads` and `--seeds` limit a call to some heads and to the seeds their chosen settings train on (e.g. to
+add a seed); sweeps stay on their first seed. The summary then covers those heads and seeds only.
 
 Every finished run leaves its record under `benchmarks/results/runs/` (`eval_results.json`, `train_log.jsonl`,
 `predictions.npz`): commit them, and an interrupted comparison resumes without redoing finished runs. Writes
@@ -124,9 +125,17 @@ class Runner:
         return list(self.pool.map(lambda job: self.run(*job), jobs))
 
 
+def swept_by(config) -> dict:
+    """The experiment whose sweep chooses each head's setting: the config itself, or the end of its `recipes_from`
+    chain."""
+    while "recipes_from" in config:
+        config = config["recipes_from"]
+    return config
+
+
 def sweep_of(config) -> dict:
-    """The grid a config's choices come from: its own sweep, or that of the config named by `recipes_from`."""
-    return config.get("recipes_from", config).get("sweep", {})
+    """The grid a config's choices come from."""
+    return swept_by(config).get("sweep", {})
 
 
 def sweep_settings(sweep: dict) -> list[dict]:
@@ -210,6 +219,7 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
                           "test": run["test"][metric_names[0]], "best_epoch": run["best_epoch"]})  # fmt: skip
     return {"experiment": config["name"], "description": config.get("description", ""),
             "recipes_from": config["recipes_from"]["name"] if "recipes_from" in config else None,
+            "swept_by": swept_by(config)["name"],
             "problem_type": config["problem_type"], "metrics": metric_names, "seeds": config["seeds"],
             "train_args": {**config["train_args"], **runner.overrides}, "sweep": sweep_of(config),
             "heads": rows, "paired_differences": paired, "change_from_source": changed,
@@ -276,7 +286,7 @@ def markdown(experiments) -> str:
         lines += ["", f"Training arguments (every head): {args}."]
         if experiment["sweep"]:
             if experiment.get("recipes_from"):
-                lines.append(f"Each head's setting is the one {experiment['recipes_from']}'s sweep chose for it:")
+                lines.append(f"Each head's setting is the one {experiment['swept_by']}'s sweep chose for it:")
             else:
                 lines.append(f"Swept on validation, seed {experiment['seeds'][0]}, the same grid for every head:")
             for head, row in experiment["heads"].items():
@@ -349,7 +359,7 @@ def whole_numbers(text: str) -> list[int]:
     return numbers
 
 
-def load_config(path: Path) -> dict:
+def load_config(path: Path, named_by: tuple[str, ...] = ()) -> dict:
     """An experiment's config file, named after its stem; `recipes_from` names another in the same folder."""
     config = {**json.loads(path.read_text()), "name": path.stem}
     config["problem_type"] = json.loads((REPO / config["data_dir"] / "labels.json").read_text())["task"]
@@ -357,7 +367,10 @@ def load_config(path: Path) -> dict:
         source = path.with_name(f"{config['recipes_from']}.json")
         if not source.is_file():
             raise SystemExit(f"{path}: recipes_from names {config['recipes_from']!r}, but there is no {source}")
-        config["recipes_from"] = load_config(source)
+        chain = (*named_by, path.stem)
+        if source.stem in chain:
+            raise SystemExit(f"{path}: recipes_from goes round in a circle: {' -> '.join((*chain, source.stem))}")
+        config["recipes_from"] = load_config(source, chain)
     return config
 
 
@@ -401,7 +414,7 @@ def main(argv=None):
 
     # Each (config, head) is a chain, sweep -> choice -> seeds -> ablations; the chains share one pool of `--jobs`.
     def chain(config, head):
-        swept = config.get("recipes_from", config)  # the experiment whose sweep chooses this head's setting
+        swept = swept_by(config)
         settings = sweep_settings(sweep_of(config))
         sweep = runner.run_all([(swept, head, setting, swept["seeds"][0]) for setting in settings])
         chosen = choose(swept, head, zip(settings, sweep))

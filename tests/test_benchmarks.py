@@ -51,6 +51,16 @@ def test_lists_of_numbers_are_checked_by_the_parser(script, flag, value):
     assert f"argument {flag}: expected comma-separated whole numbers from 1, got {value!r}" in completed.stderr
 
 
+def test_recipes_from_in_a_circle_is_refused(tmp_path):
+    for name, source in (("first", "second"), ("second", "first")):
+        config = {"data_dir": "../shared/data/hoc", "heads": ["linear"], "seeds": [1], "recipes_from": source}
+        (tmp_path / f"{name}.json").write_text(json.dumps(config))
+    command = [sys.executable, REPO / "benchmarks" / "compare_heads.py", tmp_path / "first.json", "--no-train"]
+    completed = run_child(command)
+    assert completed.returncode == 1 and "Traceback" not in completed.stderr
+    assert "recipes_from goes round in a circle: first -> second -> first" in completed.stderr
+
+
 def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, tmp_path):
     """Sweep on the first seed, the chosen setting on every seed, an ablation; records reused by a second call."""
     config = json.loads((REPO / "benchmarks" / "configs" / "hoc.json").read_text())
@@ -137,6 +147,21 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     (unpaired,) = json.loads(output.with_suffix(".json").read_text())
     assert unpaired["change_from_source"] == {} and unpaired["paired_differences"] == {}
     assert "seeds []" not in output.with_suffix(".md").read_text()
+
+    # A change on top of the variant: tiny_hoc's choice, paired with the variant's runs.
+    on_top = {**variant, "recipes_from": "tiny_hoc_variant", "heads": ["label-attention"], "seeds": [1],
+              "train_args": {**no_dropout, "no_label_feed_forward": True}}  # fmt: skip
+    on_top_file = tmp_path / "tiny_hoc_on_top.json"
+    on_top_file.write_text(json.dumps(on_top))
+    stdout = run(*[on_top_file if part == config_file else part for part in command]).stdout
+    assert stdout.count("done ") == 1 and "done tiny_hoc_on_top/label-attention/" in stdout
+    (stacked,) = json.loads(output.with_suffix(".json").read_text())
+    assert stacked["heads"]["label-attention"]["chosen"] == experiment["heads"]["label-attention"]["chosen"]
+    assert (stacked["recipes_from"], stacked["swept_by"]) == ("tiny_hoc_variant", "tiny_hoc")
+    after, before = (e["heads"]["label-attention"]["test_micro_f1"]["values"][:1] for e in (stacked, changed))
+    assert stacked["change_from_source"]["label-attention"]["test"]["micro_f1"]["values"] == [after[0] - before[0]]
+    summary = output.with_suffix(".md").read_text()
+    assert "the one tiny_hoc's sweep chose" in summary and "this experiment minus tiny_hoc_variant" in summary
 
 
 def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_keywords, tmp_path):
