@@ -3,8 +3,8 @@
 Two saved models are exported once per module (the exporter's fixed cost is ~10 s a graph, whatever the model's
 size): a multi-label BERT (two blocks, tuned thresholds; exported through the command line, with --quantize) and a
 single-label DistilBERT (no token_type_ids, fixed label embeddings, mean pooling, the pooled-document term); a
-third, whose encoder reads 32 tokens, is exported with its windowed graph for long documents. Every check compares ONNX Runtime with the PyTorch
-model or with `transformers.pipeline(..., trust_remote_code=True)` on the same folder.
+third, whose encoder reads 32 tokens, is exported with its windowed graph for long documents. Every check compares
+ONNX Runtime with the PyTorch model or with `transformers.pipeline(..., trust_remote_code=True)` on the same folder.
 """
 
 import json
