@@ -56,10 +56,6 @@ class LabelAttentionConfig(PreTrainedConfig):
             what it attended to with the description, plus a shared reading of the blocks' output; every weight is
             shared by the labels, so a trained model takes new labels from their descriptions alone
             ([`LabelAttentionForSequenceClassification.add_labels`]).
-        pooled_document_term (`bool`, *optional*, defaults to `False`):
-            Per-label scorer only: each label's logit also reads the mean-pooled document (its own weight vector
-            on the mean of the encoder's token states, as the mean-pooling baseline does), so a label weighs the
-            document's overall topic beside what its attention picked out.
         label_pooling (`str`, *optional*, defaults to `"first"`):
             How a description's token states become one label embedding: `"first"` (the first token, e.g. `[CLS]`)
             or `"mean"` (mean over the description's non-padding tokens).
@@ -117,7 +113,6 @@ class LabelAttentionConfig(PreTrainedConfig):
     label_attention_dropout: float = 0.1
     classifier_dropout: float = 0.1
     label_scorer: str = "per_label"
-    pooled_document_term: bool = False
     label_pooling: str = "first"
     fixed_label_embeddings: bool = False
     trained_labels_per_step: int | None = None
@@ -163,11 +158,6 @@ class LabelAttentionConfig(PreTrainedConfig):
             raise ValueError(f"label_pooling must be one of {LABEL_POOLING_MODES}, got {self.label_pooling!r}.")
         if self.label_scorer not in LABEL_SCORERS:
             raise ValueError(f"label_scorer must be one of {LABEL_SCORERS}, got {self.label_scorer!r}.")
-        if self.pooled_document_term and self.label_scorer != "per_label":
-            raise ValueError(
-                "pooled_document_term needs label_scorer='per_label': it learns a weight vector per label, which a "
-                "label added to a shared scorer would not have."
-            )
         if self.label_attention_blocks < 1:
             raise ValueError(f"label_attention_blocks must be at least 1, got {self.label_attention_blocks}.")
         if self.label_attention_heads < 1 or self.hidden_size % self.label_attention_heads:

@@ -115,25 +115,19 @@ class LabelAttentionBlock(nn.Module):
 
 
 class LabelScorer(nn.Module):
-    """One weight vector and bias per label: logit_l = <w_l, h_l> + b_l; with `pooled_document_term`, plus a second
-    weight vector's reading of the mean-pooled document d: logit_l = <w_l, h_l> + <v_l, d> + b_l."""
+    """One weight vector and bias per label: logit_l = <w_l, h_l> + b_l."""
 
-    def __init__(self, num_labels: int, hidden_size: int, pooled_document_term: bool = False):
+    def __init__(self, num_labels: int, hidden_size: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_labels, hidden_size))
         self.bias = nn.Parameter(torch.empty(num_labels))
-        self.document_weight = nn.Parameter(torch.empty(num_labels, hidden_size)) if pooled_document_term else None
 
-    def forward(self, label_states, pooled_document=None):
-        logits = (label_states * self.weight).sum(-1) + self.bias
-        if self.document_weight is not None:
-            logits = logits + pooled_document @ self.document_weight.T
-        return logits
+    def forward(self, label_states):
+        return (label_states * self.weight).sum(-1) + self.bias
 
     def keep_labels(self, label_ids: list[int]):
-        for name in ("weight", "bias", "document_weight"):
-            if getattr(self, name) is not None:
-                setattr(self, name, nn.Parameter(getattr(self, name).detach()[label_ids]))
+        self.weight = nn.Parameter(self.weight.detach()[label_ids])
+        self.bias = nn.Parameter(self.bias.detach()[label_ids])
 
 
 class SharedLabelScorer(nn.Module):
@@ -208,8 +202,6 @@ class LabelAttentionPreTrainedModel(PreTrainedModel):
         if isinstance(module, LabelScorer):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             init.zeros_(module.bias)
-            if module.document_weight is not None:
-                init.normal_(module.document_weight, mean=0.0, std=self.config.initializer_range)
         elif isinstance(module, SharedLabelScorer):
             # The encoder's own cosine similarity (P = I), sharp attention, a logit of -5 + 10 cos: a description
             # close to the document scores high before any training; the blocks' term starts at 0.
@@ -543,7 +535,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         if config.label_scorer == "shared":
             self.scorer = SharedLabelScorer(config.hidden_size)
         else:
-            self.scorer = LabelScorer(config.num_labels, config.hidden_size, config.pooled_document_term)
+            self.scorer = LabelScorer(config.num_labels, config.hidden_size)
         self.post_init()
 
     @classmethod
@@ -640,19 +632,17 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         )
         label_states = self.dropout(outputs.last_hidden_state)
         attentions = outputs.attentions if output_attentions else None
-        document_states = outputs.encoder_last_hidden_state
-        if attention_mask is None:
-            padding_mask = torch.zeros(document_states.shape[:2], dtype=torch.bool, device=document_states.device)
-        else:  # cut as the documents were (max_document_length)
-            padding_mask = attention_mask[:, : document_states.shape[1]] == 0
         if self.config.label_scorer == "shared":
+            document_states = outputs.encoder_last_hidden_state
+            if attention_mask is None:
+                padding_mask = torch.zeros(document_states.shape[:2], dtype=torch.bool, device=document_states.device)
+            else:  # cut as the documents were (max_document_length)
+                padding_mask = attention_mask[:, : document_states.shape[1]] == 0
             logits, scorer_attentions = self.scorer(
                 label_states, outputs.label_embeddings, document_states, padding_mask, output_attentions
             )
             if scorer_attentions is not None:  # what the shared scorer's logit reads: explanations show it too
                 attentions = attentions + (scorer_attentions,)
-        elif self.config.pooled_document_term:
-            logits = self.scorer(label_states, self.dropout(mean_pool(document_states, ~padding_mask)))
         else:
             logits = self.scorer(label_states)
 

@@ -205,11 +205,6 @@ def parse_args(argv=None):
         "to the label's description, so that the trained model can take new labels (`add_labels`).",
     )  # fmt: skip
     model.add_argument(
-        "--pooled-document-term", action="store_true",
-        help="Per-label scorer: each label's logit also reads the mean-pooled document (the document's topic as a "
-        "whole, beside what the label attended to).",
-    )  # fmt: skip
-    model.add_argument(
         "--no-label-feed-forward", action="store_true",
         help="The lighter label-attention block: no feed-forward layer (cheaper with thousands of labels).",
     )  # fmt: skip
@@ -359,7 +354,6 @@ def build_model(args, label_set):
             label_query_centering=args.label_query_centering,
             label_attention_overlap_coef=args.label_attention_overlap_coef,
             label_scorer=args.label_scorer,
-            pooled_document_term=args.pooled_document_term,
         )
     tokenizer = AutoTokenizer.from_pretrained(args.encoder)
     labels = dict(
@@ -915,7 +909,7 @@ def hyperparameters_for_card(args) -> dict:
         "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "mixed_precision",
         "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "trained_labels_per_step",
         "no_label_feed_forward", "label_query_centering", "label_attention_overlap_coef",
-        "label_attention_overlap_warmup", "label_scorer", "pooled_document_term", "tune_thresholds",
+        "label_attention_overlap_warmup", "label_scorer", "tune_thresholds",
         "encoder_attention_dropout",
     )  # fmt: skip
     return {key: getattr(args, key) for key in keys}

@@ -50,7 +50,6 @@ def test_json_round_trip(tmp_path, family):
         (dict(label_attention_heads=5), r"hidden size \(32\) is not divisible by label_attention_heads \(5\)"),
         (dict(label_pooling="max"), "label_pooling must be one of"),
         (dict(label_attention_blocks=0), "label_attention_blocks must be at least 1"),
-        (dict(label_scorer="shared", pooled_document_term=True), "pooled_document_term needs label_scorer='per_label'"),
         (dict(decision_thresholds=[0.5, 0.5]), "2 decision thresholds for 3 labels"),
         (
             dict(problem_type="single_label_classification", decision_thresholds=[0.5] * 3),

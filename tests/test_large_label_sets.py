@@ -174,15 +174,14 @@ def test_centred_label_queries_leave_only_what_sets_a_label_apart(make_model, to
 
 
 def test_label_query_centering_needs_two_labels_and_is_a_training_flag(tiny_encoder, small_keywords, tmp_path):
-    """So are the attention-overlap term of the loss and the scorer's pooled-document term (one run trains all)."""
+    """So is the attention-overlap term of the loss (one run trains both)."""
     with pytest.raises(ValueError, match="label_query_centering needs at least 2 labels"):
         tiny_config(num_labels=1, label_query_centering=True)
     output_dir = tmp_path / "out"
-    flags = ("--label-query-centering", "--label-attention-overlap-coef", "0.25", "--pooled-document-term")
+    flags = ("--label-query-centering", "--label-attention-overlap-coef", "0.25")
     assert train(keyword_args(small_keywords, tiny_encoder, output_dir, "--epochs", 1, *flags)) == 0
     config = read_json(output_dir / "model" / "config.json")
     assert (config["label_query_centering"], config["label_attention_overlap_coef"]) == (True, 0.25)
-    assert config["pooled_document_term"]
 
 
 def test_the_overlap_term_can_warm_up_over_training(tiny_encoder, small_keywords, tmp_path, monkeypatch):

@@ -112,7 +112,7 @@ def test_gradients_reach_encoder_through_documents_and_descriptions(make_model, 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_padding_does_not_change_logits(make_model, tokenizer, family):
-    model = make_model(family, label_attention_blocks=2, pooled_document_term=True)
+    model = make_model(family, label_attention_blocks=2)
     document = DOCUMENTS[0]
     with torch.no_grad():
         alone = model(**encode(tokenizer, [document])).logits[0]
@@ -123,24 +123,6 @@ def test_padding_does_not_change_logits(make_model, tokenizer, family):
         long_padded = model(**padded).logits[0]
     torch.testing.assert_close(in_batch, alone, rtol=0, atol=1e-5)
     torch.testing.assert_close(long_padded, alone, rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_pooled_document_term_adds_each_labels_reading_of_the_mean_pooled_document(make_model, tokenizer, family):
-    model = make_model(family, pooled_document_term=True)
-    batch = encode(tokenizer, DOCUMENTS)
-    with torch.no_grad():
-        outputs = model.label_attention(**batch)
-        pooled = mean_pool(outputs.encoder_last_hidden_state, batch["attention_mask"])
-        expected = model.scorer(outputs.last_hidden_state, pooled)
-        torch.testing.assert_close(model(**batch).logits, expected)
-        model.scorer.document_weight.zero_()
-        blocks_reading = (outputs.last_hidden_state * model.scorer.weight).sum(-1) + model.scorer.bias
-        torch.testing.assert_close(model(**batch).logits, blocks_reading)
-    model.scorer.document_weight.data.normal_()
-    model.train()
-    model(**batch, labels=torch.tensor([[1.0, 0, 1], [0, 1, 0]])).loss.backward()
-    assert model.scorer.document_weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("label_pooling", ["first", "mean"])

@@ -216,14 +216,11 @@ def test_centred_label_queries_keep_two_labels(make_model):
         model.remove_labels(LABEL_NAMES[1:2])
 
 
-@pytest.mark.parametrize("pooled_document_term", [False, True])
-def test_per_label_scorer_removes_labels_with_their_weights(make_model, batch, pooled_document_term):
-    model = make_model(pooled_document_term=pooled_document_term)
+def test_per_label_scorer_removes_labels_with_their_weights(make_model, batch):
+    model = make_model()
     before = logits(model, batch)
     model.remove_labels(["angiogenesis"])
     assert model.scorer.weight.shape == (2, 32) and model.scorer.bias.shape == (2,)
-    if pooled_document_term:
-        assert model.scorer.document_weight.shape == (2, 32)
     torch.testing.assert_close(logits(model, batch), before[:, 1:])
 
 

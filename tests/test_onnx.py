@@ -2,9 +2,9 @@
 
 Two saved models are exported once per module (the exporter's fixed cost is ~10 s a graph, whatever the model's
 size): a multi-label BERT (two blocks, tuned thresholds; exported through the command line, with --quantize) and a
-single-label DistilBERT (no token_type_ids, fixed label embeddings, mean pooling, the pooled-document term); a
-third, whose encoder reads 32 tokens, is exported with its windowed graph for long documents. Every check compares
-ONNX Runtime with the PyTorch model or with `transformers.pipeline(..., trust_remote_code=True)` on the same folder.
+single-label DistilBERT (no token_type_ids, fixed label embeddings, mean pooling); a third, whose encoder reads 32
+tokens, is exported with its windowed graph for long documents. Every check compares ONNX Runtime with the PyTorch
+model or with `transformers.pipeline(..., trust_remote_code=True)` on the same folder.
 """
 
 import json
@@ -49,7 +49,7 @@ def single_label(tmp_path_factory):
     folder of its own. Its tokenizer, like DistilBERT's, returns no token_type_ids."""
     tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH, model_input_names=["input_ids", "attention_mask"])
     model = build_tiny_model(tokenizer, "distilbert", problem_type="single_label_classification",
-                             fixed_label_embeddings=True, label_pooling="mean", pooled_document_term=True)  # fmt: skip
+                             fixed_label_embeddings=True, label_pooling="mean")  # fmt: skip
     folder = save(model, tokenizer, tmp_path_factory.mktemp("onnx-single"))
     result = export_onnx(folder, tmp_path_factory.mktemp("onnx-single-out"))
     return folder, model, result
