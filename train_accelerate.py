@@ -150,6 +150,14 @@ def encoder_problem(encoder: str) -> str | None:
     return None
 
 
+# What only the label-attention head reads: given to a baseline, they would be ignored without a word.
+LABEL_ATTENTION_OPTIONS = (
+    "label_attention_blocks", "label_attention_heads", "label_pooling", "fixed_label_embeddings",
+    "trained_labels_per_step", "label_scorer", "no_label_feed_forward", "label_query_centering",
+    "label_attention_overlap_coef", "label_attention_overlap_warmup",
+)  # fmt: skip
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
@@ -287,6 +295,13 @@ def parse_args(argv=None):
         parser.error("give --data-dir, or --train-file, --validation-file and --labels-file (or --dataset-name)")
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push-to-hub needs --hub-model-id ORG/NAME")
+    if args.head != "label-attention":
+        given = [dest for dest in LABEL_ATTENTION_OPTIONS if getattr(args, dest) != parser.get_default(dest)]
+        if given:
+            flags = ", ".join(f"--{dest.replace('_', '-')}" for dest in given)
+            parser.error(f"{flags}: only for --head label-attention; the {args.head} head has no label attention")
+    if args.label_attention_overlap_warmup and not args.label_attention_overlap_coef:
+        parser.error("--label-attention-overlap-warmup needs --label-attention-overlap-coef (the weight it rises to)")
     steps = str(args.checkpointing_steps)
     if args.checkpointing_steps not in (None, "epoch") and not (steps.isdigit() and int(steps) >= 1):
         parser.error(f"--checkpointing-steps must be a number of steps (at least 1) or 'epoch', got {steps!r}")

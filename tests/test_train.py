@@ -600,3 +600,17 @@ def test_encoder_attention_dropout_is_checked(tiny_encoder, small_keywords, tmp_
     args = train_accelerate.parse_args(base)
     assert args.encoder_kwargs == {} and args.encoder_attention_dropout is None
     assert "keeps its own attention dropout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("head", ["linear", "mean-pooling"])
+def test_label_attention_options_are_refused_for_a_baseline(tiny_encoder, small_keywords, tmp_path, capsys, head):
+    """A baseline has no label attention: its options would be ignored without a word, so they are refused."""
+    base = ["--data-dir", str(small_keywords), "--output-dir", str(tmp_path), "--encoder", str(tiny_encoder)]
+    with pytest.raises(SystemExit):
+        train_accelerate.parse_args([*base, "--head", head, "--label-query-centering", "--label-attention-blocks", "2"])
+    error = capsys.readouterr().err
+    assert f"--label-attention-blocks, --label-query-centering: only for --head label-attention; the {head}" in error
+    assert train_accelerate.parse_args([*base, "--head", head, "--label-pooling", "mean"]).head == head  # the default
+    with pytest.raises(SystemExit):
+        train_accelerate.parse_args([*base, "--label-attention-overlap-warmup"])
+    assert "--label-attention-overlap-warmup needs --label-attention-overlap-coef" in capsys.readouterr().err
