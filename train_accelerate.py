@@ -154,7 +154,7 @@ def encoder_problem(encoder: str) -> str | None:
 LABEL_ATTENTION_OPTIONS = (
     "label_attention_blocks", "label_attention_heads", "label_pooling", "fixed_label_embeddings",
     "trained_labels_per_step", "label_scorer", "no_label_feed_forward", "label_query_centering",
-    "label_attention_overlap_coef", "label_attention_overlap_warmup",
+    "label_attention_overlap_coef",
 )  # fmt: skip
 
 
@@ -226,11 +226,6 @@ def parse_args(argv=None):
         "over a document's tokens) to the training loss, so that labels read different words. 0: off.",
     )  # fmt: skip
     model.add_argument(
-        "--label-attention-overlap-warmup", action="store_true",
-        help="Raise the overlap weight linearly from 0 to --label-attention-overlap-coef over training: the labels "
-        "first learn what to read, then to read different words.",
-    )  # fmt: skip
-    model.add_argument(
         "--encoder-attention-dropout", type=finite_number(0, 1, "between 0 and 1 (a probability)"), default=None,
         help="Dropout on the encoder's attention weights while training. Default 0 (chosen on validation: no cost "
         "for any head), which lets PyTorch's fused CPU attention kernel train, 1.5x faster steps on a 2-core CPU; "
@@ -300,8 +295,6 @@ def parse_args(argv=None):
         if given:
             flags = ", ".join(f"--{dest.replace('_', '-')}" for dest in given)
             parser.error(f"{flags}: only for --head label-attention; the {args.head} head has no label attention")
-    if args.label_attention_overlap_warmup and not args.label_attention_overlap_coef:
-        parser.error("--label-attention-overlap-warmup needs --label-attention-overlap-coef (the weight it rises to)")
     steps = str(args.checkpointing_steps)
     if args.checkpointing_steps not in (None, "epoch") and not (steps.isdigit() and int(steps) >= 1):
         parser.error(f"--checkpointing-steps must be a number of steps (at least 1) or 'epoch', got {steps!r}")
@@ -724,11 +717,7 @@ def resume(args, accelerator, output_dir: Path):
 def train_epoch(args, accelerator, model, optimizer, scheduler, batches, progress, bar, epoch):
     """One pass over `batches`; checkpoints every --checkpointing-steps optimiser steps."""
     model.train()
-    config = accelerator.unwrap_model(model).config
     for batch in batches:
-        if args.label_attention_overlap_warmup:
-            progress_fraction = progress.completed_steps / bar.total
-            config.label_attention_overlap_coef = args.label_attention_overlap_coef * progress_fraction
         with accelerator.accumulate(model):
             loss = model(**batch).loss
             accelerator.backward(loss)
@@ -746,8 +735,6 @@ def train_epoch(args, accelerator, model, optimizer, scheduler, batches, progres
             steps = args.checkpointing_steps
             if steps and steps != "epoch" and progress.completed_steps % int(steps) == 0:
                 save_checkpoint(args, accelerator, progress)
-    if args.label_attention_overlap_warmup:
-        config.label_attention_overlap_coef = args.label_attention_overlap_coef  # the saved model states the target
 
 
 def save_checkpoint(args, accelerator, progress):
@@ -923,9 +910,8 @@ def hyperparameters_for_card(args) -> dict:
         "head", "max_length", "epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
         "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "mixed_precision",
         "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "trained_labels_per_step",
-        "no_label_feed_forward", "label_query_centering", "label_attention_overlap_coef",
-        "label_attention_overlap_warmup", "label_scorer", "tune_thresholds",
-        "encoder_attention_dropout",
+        "no_label_feed_forward", "label_query_centering", "label_attention_overlap_coef", "label_scorer",
+        "tune_thresholds", "encoder_attention_dropout",
     )  # fmt: skip
     return {key: getattr(args, key) for key in keys}
 

@@ -182,23 +182,3 @@ def test_label_query_centering_needs_two_labels_and_is_a_training_flag(tiny_enco
     assert train(keyword_args(small_keywords, tiny_encoder, output_dir, "--epochs", 1, *flags)) == 0
     config = read_json(output_dir / "model" / "config.json")
     assert (config["label_query_centering"], config["label_attention_overlap_coef"]) == (True, 0.25)
-
-
-def test_the_overlap_term_can_warm_up_over_training(tiny_encoder, small_keywords, tmp_path, monkeypatch):
-    """With --label-attention-overlap-warmup the term's weight rises linearly from 0 at the first step to the
-    coefficient at the last; the saved model states the coefficient itself."""
-    seen = []  # the weight at each training step
-    original_forward = LabelAttentionForSequenceClassification.forward
-
-    def forward(self, *args, labels=None, **kwargs):
-        if labels is not None and self.training:
-            seen.append(self.config.label_attention_overlap_coef)
-        return original_forward(self, *args, labels=labels, **kwargs)
-
-    monkeypatch.setattr(LabelAttentionForSequenceClassification, "forward", forward)
-    output_dir = tmp_path / "out"
-    flags = ("--label-attention-overlap-coef", "0.4", "--label-attention-overlap-warmup", "--epochs", 2)
-    assert train(keyword_args(small_keywords, tiny_encoder, output_dir, *flags)) == 0
-    steps = len(seen)
-    assert steps > 2 and seen == pytest.approx([0.4 * step / steps for step in range(steps)])
-    assert read_json(output_dir / "model" / "config.json")["label_attention_overlap_coef"] == 0.4

@@ -611,6 +611,3 @@ def test_label_attention_options_are_refused_for_a_baseline(tiny_encoder, small_
     error = capsys.readouterr().err
     assert f"--label-attention-blocks, --label-query-centering: only for --head label-attention; the {head}" in error
     assert train_accelerate.parse_args([*base, "--head", head, "--label-pooling", "mean"]).head == head  # the default
-    with pytest.raises(SystemExit):
-        train_accelerate.parse_args([*base, "--label-attention-overlap-warmup"])
-    assert "--label-attention-overlap-warmup needs --label-attention-overlap-coef" in capsys.readouterr().err
