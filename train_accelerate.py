@@ -649,6 +649,8 @@ def load_model(args, label_set, accelerator):
         model, tokenizer = build_model(args, label_set)
     except OSError as error:  # e.g. a Hub id that does not exist, or no network to fetch it
         raise StopRun(f"--encoder {args.encoder}: cannot load it: {' '.join(str(error).split())}") from None
+    except ValueError as error:  # options that do not fit the encoder or the labels, e.g. heads not dividing its width
+        raise StopRun(f"cannot build the {args.head} model with these options: {error}") from None
     if args.head == "label-attention":
         if args.max_length > model.config.max_document_length:
             model.config.max_document_length = tokenizer.model_max_length = args.max_length

@@ -46,12 +46,11 @@ LABEL_ATTENTION = "label-attention"
 def machine() -> str:
     """What a run ran on: the GPU if there is one, else the CPU model (timings and bf16 depend on it)."""
     import torch
+    from speed import cpu_name  # imports torch: only when a run is recorded
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    model = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("model name")]  # fmt: skip
-    return f"{model[0] if model else 'CPU'} ({os.cpu_count()} cores)"
+    return f"{cpu_name()} ({os.cpu_count()} cores)"
 
 
 def setting_name(setting: dict) -> str:
@@ -92,6 +91,10 @@ class Runner:
         shutil.rmtree(output_dir, ignore_errors=True)
         output_dir.mkdir(parents=True)
         train_args = {**config["train_args"], **setting, **self.overrides}
+        if head != LABEL_ATTENTION:  # a baseline has no label attention: train_accelerate.py refuses its options
+            from label_attention.train_accelerate import LABEL_ATTENTION_OPTIONS
+
+            train_args = {key: value for key, value in train_args.items() if key not in LABEL_ATTENTION_OPTIONS}
         command = [sys.executable, str(REPO / "train_accelerate.py"), "--data-dir", str(REPO / config["data_dir"])]
         command += ["--output-dir", str(output_dir), "--head", head, "--seed", str(seed)]
         for key, value in train_args.items():

@@ -344,3 +344,12 @@ def test_explain_checks_where_it_writes_before_the_model_runs(saved_model, tmp_p
         assert f"error: {option} {path}: the folder {missing} does not exist" in err and "create it first" in err
     assert explain.main(["--model", str(saved_model), "Cells die.", "--output", str(tmp_path)]) == 2
     assert f"error: --output {tmp_path} is a folder: give a file name in it." in capsys.readouterr().err
+
+
+def test_model_options_that_do_not_fit_the_encoder_are_one_error_line(data, tiny_encoder, tmp_path, capsys):
+    """The tiny encoder is 32 wide: 5 label-attention heads cannot split it."""
+    argv = ["--data-dir", data, "--encoder", tiny_encoder, "--output-dir", tmp_path / "out", "--epochs", 1]
+    assert train([*argv, "--label-attention-heads", 5]) == 2
+    line = error_line(capsys)
+    assert line.startswith("error: cannot build the label-attention model with these options: ")
+    assert "hidden size (32) is not divisible by label_attention_heads (5)" in line
