@@ -28,7 +28,8 @@ class LabelAttentionConfig(PreTrainedConfig):
             Number of stacked label-attention blocks.
         label_attention_heads (`int`, *optional*):
             Number of heads of the label-attention blocks; must divide the encoder's hidden size. Defaults to the
-            encoder's number of attention heads.
+            encoder's number of attention heads. `train_accelerate.py` trains 1 (chosen on validation): one attention
+            distribution per label, whose labels read more distinct words than an average over many heads.
         label_attention_intermediate_size (`int`, *optional*):
             Width of the feed-forward layer of each block. Defaults to four times the encoder's hidden size.
         label_attention_feed_forward (`bool`, *optional*, defaults to `True`):

@@ -197,7 +197,12 @@ def parse_args(argv=None):
         "mean-pooling (mean of the token states + linear).",
     )  # fmt: skip
     model.add_argument("--label-attention-blocks", type=positive_int, default=1)
-    model.add_argument("--label-attention-heads", type=int, default=None)
+    model.add_argument(
+        "--label-attention-heads", type=positive_int, default=1,
+        help="Heads of the label-attention blocks. 1 (chosen on validation; LAAT's and PLM-ICD's shape): each label "
+        "reads the document through one attention distribution, which also makes the labels' attention differ far "
+        "more than an average over the encoder's 12 heads. The hidden size must be divisible by it.",
+    )  # fmt: skip
     model.add_argument(
         "--label-pooling", choices=("first", "mean"), default="mean",
         help="How a description's token states become its label embedding (mean: as the bundled encoder was trained).",

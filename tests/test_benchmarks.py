@@ -80,7 +80,7 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     config_file = tmp_path / "tiny_hoc.json"
     config_file.write_text(json.dumps(config))
     overrides = ["max_train_samples=8", "max_eval_samples=8", "epochs=2", "max_length=16", "batch_size=4",
-                 f"encoder={tiny_encoder}"]  # fmt: skip
+                 f"encoder={tiny_encoder}", "label_attention_heads=4"]  # fmt: skip (hoc.json's 12 do not divide 32)
     output, records = tmp_path / "comparison", tmp_path / "records"
     command = [
         REPO / "benchmarks" / "compare_heads.py", config_file, "--records-dir", records, "--runs-dir",
@@ -116,7 +116,8 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     assert added["ablations"] == [] and added["paired_differences"] == {}
 
     # A change to every head's chosen recipe, on every seed: the settings come from tiny_hoc's sweep, not a new one.
-    no_dropout = {**config["train_args"], "encoder_attention_dropout": 0.0}
+    # An option of label attention's only is not passed to a baseline (train_accelerate.py would refuse it).
+    no_dropout = {**config["train_args"], "encoder_attention_dropout": 0.0, "label_query_centering": True}
     variant = {**config, "recipes_from": "tiny_hoc", "train_args": no_dropout}
     del variant["sweep"], variant["ablations"]
     variant_file = tmp_path / "tiny_hoc_variant.json"
@@ -135,7 +136,9 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
             difference = changed["change_from_source"][head][split]["micro_f1"]
             assert difference["seeds"] == [1, 2] and difference["values"] == [a - b for a, b in zip(after, before)]
     for record in (records / "tiny_hoc_variant").rglob("eval_results.json"):
-        assert json.loads(record.read_text())["train_args"]["encoder_attention_dropout"] == 0.0
+        train_args = json.loads(record.read_text())["train_args"]
+        assert train_args["encoder_attention_dropout"] == 0.0
+        assert ("label_query_centering" in train_args) == ("/label-attention/" in record.as_posix())
     assert "the one tiny_hoc's sweep chose" in output.with_suffix(".md").read_text()
     assert "this experiment minus tiny_hoc" in output.with_suffix(".md").read_text()
     # Summarising seeds not run yet trains nothing and reports no head.
@@ -206,6 +209,12 @@ def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_k
         json.dumps({"train_args": train_args, "test": metrics, "validation": metrics})
     )
     config_file.write_text(json.dumps({**config, "per_label_records": str(reference.parent)}))
+    assert "done " not in run(*command).stdout
+    summary = json.loads(output.with_suffix(".json").read_text())
+    assert summary["full_task"]["per_label"]["test_micro_f1"]["mean"] == 0.125
+    # A config that names the blocks' heads as those runs had them (the former default) still takes that record.
+    pinned = {**train_args, "label_attention_heads": 12}
+    config_file.write_text(json.dumps({**config, "per_label_records": str(reference.parent), "train_args": pinned}))
     assert "done " not in run(*command).stdout
     summary = json.loads(output.with_suffix(".json").read_text())
     assert summary["full_task"]["per_label"]["test_micro_f1"]["mean"] == 0.125

@@ -116,9 +116,10 @@ def keywords(tmp_path_factory) -> Path:
 
 
 def converging_args(data, encoder, output_dir, batch_size=8):
-    """6 epochs of 20 steps (at global batch 8): enough for the tiny model to find the keywords. With a random encoder,
-    mean-pooled descriptions (the default, for the pretrained one) are alike; first-token ones set the labels apart."""
-    extra = ["--epochs", 6, "--batch-size", batch_size, "--patience", 6, "--tune-thresholds", "--label-pooling", "first"]
+    """10 epochs of 20 steps (at global batch 8): enough for the tiny model, with one-head blocks (the default), to find
+    the keywords (6 gave test micro-F1 0.87, 8 0.99). With a random encoder, mean-pooled descriptions (the default, for
+    the pretrained one) are alike; first-token ones set the labels apart."""
+    extra = ["--epochs", 10, "--batch-size", batch_size, "--patience", 10, "--tune-thresholds", "--label-pooling", "first"]
     return keyword_args(data, encoder, output_dir, *extra)
 
 
