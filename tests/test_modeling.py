@@ -12,7 +12,6 @@ from tiny_models import (
 )
 
 from label_attention import LabelAttentionForSequenceClassification, LabelAttentionModel
-from label_attention.modeling_label_attention import mean_pool
 
 NUM_LABELS = len(LABEL_NAMES)
 

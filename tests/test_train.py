@@ -119,7 +119,8 @@ def converging_args(data, encoder, output_dir, batch_size=8):
     """10 epochs of 20 steps (at global batch 8): enough for the tiny model, with one-head blocks (the default), to find
     the keywords (6 gave test micro-F1 0.87, 8 0.99). With a random encoder, mean-pooled descriptions (the default, for
     the pretrained one) are alike; first-token ones set the labels apart."""
-    extra = ["--epochs", 10, "--batch-size", batch_size, "--patience", 10, "--tune-thresholds", "--label-pooling", "first"]
+    extra = ["--epochs", 10, "--batch-size", batch_size, "--patience", 10, "--tune-thresholds",
+             "--label-pooling", "first"]  # fmt: skip
     return keyword_args(data, encoder, output_dir, *extra)
 
 
