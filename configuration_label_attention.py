@@ -53,10 +53,15 @@ class LabelAttentionConfig(PreTrainedConfig):
             How a label's representation becomes its logit. `"per_label"` (the paper's): a weight vector and a bias
             learnt for each label, so the label set is fixed once trained. `"shared"`: one scorer for every label, in
             the encoder's similarity space: the label's description embedding attends over the document's tokens by
-            cosine similarity (through a learnt metric that starts at the identity), the logit is the similarity of
-            what it attended to with the description, plus a shared reading of the blocks' output; every weight is
-            shared by the labels, so a trained model takes new labels from their descriptions alone
+            cosine similarity (through a metric that starts at the identity: `shared_scorer_metric`), the logit is
+            the similarity of what it attended to with the description, plus a shared reading of the blocks' output;
+            every weight is shared by the labels, so a trained model takes new labels from their descriptions alone
             ([`LabelAttentionForSequenceClassification.add_labels`]).
+        shared_scorer_metric (`bool`, *optional*, defaults to `True`):
+            With `label_scorer="shared"`: if `True`, the scorer learns a metric P = I + M on the encoder's states (M
+            starts at 0); if `False`, it compares states by the encoder's own cosine (P = I), so only the fine-tuned
+            encoder shapes the similarity. A learnt M bends it toward the labels trained on, which can cost labels
+            added later. Ignored by the per-label scorer.
         label_pooling (`str`, *optional*, defaults to `"first"`):
             How a description's token states become one label embedding: `"first"` (the first token, e.g. `[CLS]`)
             or `"mean"` (mean over the description's non-padding tokens).
@@ -114,6 +119,7 @@ class LabelAttentionConfig(PreTrainedConfig):
     label_attention_dropout: float = 0.1
     classifier_dropout: float = 0.1
     label_scorer: str = "per_label"
+    shared_scorer_metric: bool = True
     label_pooling: str = "first"
     fixed_label_embeddings: bool = False
     trained_labels_per_step: int | None = None

@@ -134,21 +134,23 @@ class SharedLabelScorer(nn.Module):
     """One scorer for every label, in the encoder's own similarity space, so that a label added after training is
     scored from its description alone, as the trained labels are.
 
-    A learnt metric P = I + M (M starts at 0) maps the encoder's states; each label's description embedding e_l
-    attends over the document's token states x_t by their cosine, alpha_lt = softmax_t(s_a cos(P x_t, P e_l)), and
-    the label's logit is the cosine of what it attended to with its description, plus a shared vector's reading of
-    the label-attention blocks' output h_l (starts at 0):
+    A metric P maps the encoder's states: P = I + M with M learnt (starts at 0), or P = I where `learn_metric` is
+    False. Each label's description embedding e_l attends over the document's token states x_t by their cosine,
+    alpha_lt = softmax_t(s_a cos(P x_t, P e_l)), and the label's logit is the cosine of what it attended to with its
+    description, plus a shared vector's reading of the label-attention blocks' output h_l (starts at 0):
 
         logit_l = s cos(P sum_t alpha_lt x_t, P e_l) + <c, h_l> + b
 
     Every weight (M, s_a, s, c, b) is shared by the labels, so a new label's probability is calibrated like the
     trained ones'. Weights computed from e_l by a learnt map (a hypernetwork) fit the labels trained on and score a
-    new label at chance; scoring by similarity in the encoder's space, anchored at the identity, carries over.
+    new label at chance; scoring by similarity in the encoder's space carries over. A learnt M bends that space
+    toward the labels trained on; without it, only the fine-tuned encoder shapes the similarity.
     """
 
-    def __init__(self, hidden_size: int):
+    def __init__(self, hidden_size: int, learn_metric: bool = True):
         super().__init__()
-        self.metric = nn.Parameter(torch.empty(hidden_size, hidden_size))  # M: P = I + M
+        # M: P = I + M; None: P = I
+        self.metric = nn.Parameter(torch.empty(hidden_size, hidden_size)) if learn_metric else None
         self.attention_scale = nn.Parameter(torch.empty(()))  # s_a
         self.logit_scale = nn.Parameter(torch.empty(()))  # s
         self.weight = nn.Parameter(torch.empty(hidden_size))  # c
@@ -156,7 +158,9 @@ class SharedLabelScorer(nn.Module):
 
     def project(self, states):
         """P x, scaled to unit length."""
-        return nn.functional.normalize(states + nn.functional.linear(states, self.metric), dim=-1)
+        if self.metric is not None:
+            states = states + nn.functional.linear(states, self.metric)
+        return nn.functional.normalize(states, dim=-1)
 
     def forward(self, label_states, label_embeddings, document_states, document_padding_mask, output_attentions=False):
         """`label_states`: the blocks' output `(batch, num_labels, hidden)`; `label_embeddings`: `(num_labels,
@@ -205,7 +209,8 @@ class LabelAttentionPreTrainedModel(PreTrainedModel):
         elif isinstance(module, SharedLabelScorer):
             # The encoder's own cosine similarity (P = I), sharp attention, a logit of -5 + 10 cos: a description
             # close to the document scores high before any training; the blocks' term starts at 0.
-            init.zeros_(module.metric)
+            if module.metric is not None:
+                init.zeros_(module.metric)
             init.constant_(module.attention_scale, 10.0)
             init.constant_(module.logit_scale, 10.0)
             init.zeros_(module.weight)
@@ -533,7 +538,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         self.label_attention = LabelAttentionModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         if config.label_scorer == "shared":
-            self.scorer = SharedLabelScorer(config.hidden_size)
+            self.scorer = SharedLabelScorer(config.hidden_size, config.shared_scorer_metric)
         else:
             self.scorer = LabelScorer(config.num_labels, config.hidden_size)
         self.post_init()

@@ -154,7 +154,7 @@ def encoder_problem(encoder: str) -> str | None:
 LABEL_ATTENTION_OPTIONS = (
     "label_attention_blocks", "label_attention_heads", "label_pooling", "fixed_label_embeddings",
     "trained_labels_per_step", "label_scorer", "no_label_feed_forward", "label_query_centering",
-    "label_attention_overlap_coef",
+    "label_attention_overlap_coef", "shared_scorer_metric",
 )  # fmt: skip
 
 
@@ -216,6 +216,11 @@ def parse_args(argv=None):
         "--label-scorer", choices=("per_label", "shared"), default="per_label",
         help="per_label: weights of each label's own (the paper's); shared: one scorer for every label, by similarity "
         "to the label's description, so that the trained model can take new labels (`add_labels`).",
+    )  # fmt: skip
+    model.add_argument(
+        "--shared-scorer-metric", choices=("learnt", "identity"), default="learnt",
+        help="The shared scorer's similarity: learnt (a metric on the encoder's states, starting at the identity) or "
+        "identity (the fine-tuned encoder's own cosine).",
     )  # fmt: skip
     model.add_argument(
         "--no-label-feed-forward", action="store_true",
@@ -300,6 +305,8 @@ def parse_args(argv=None):
         if given:
             flags = ", ".join(f"--{dest.replace('_', '-')}" for dest in given)
             parser.error(f"{flags}: only for --head label-attention; the {args.head} head has no label attention")
+    elif args.label_scorer != "shared" and args.shared_scorer_metric != parser.get_default("shared_scorer_metric"):
+        parser.error("--shared-scorer-metric: only for --label-scorer shared; the per-label scorer has no metric")
     steps = str(args.checkpointing_steps)
     if args.checkpointing_steps not in (None, "epoch") and not (steps.isdigit() and int(steps) >= 1):
         parser.error(f"--checkpointing-steps must be a number of steps (at least 1) or 'epoch', got {steps!r}")
@@ -367,6 +374,7 @@ def build_model(args, label_set):
             label_query_centering=args.label_query_centering,
             label_attention_overlap_coef=args.label_attention_overlap_coef,
             label_scorer=args.label_scorer,
+            shared_scorer_metric=args.shared_scorer_metric == "learnt",
         )
     tokenizer = AutoTokenizer.from_pretrained(args.encoder)
     labels = dict(
@@ -918,7 +926,7 @@ def hyperparameters_for_card(args) -> dict:
         "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "mixed_precision",
         "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "trained_labels_per_step",
         "no_label_feed_forward", "label_query_centering", "label_attention_overlap_coef", "label_scorer",
-        "tune_thresholds", "encoder_attention_dropout",
+        "shared_scorer_metric", "tune_thresholds", "encoder_attention_dropout",
     )  # fmt: skip
     return {key: getattr(args, key) for key in keys}
 

@@ -143,15 +143,23 @@ def zero_shot_scores(model_dir: Path, held_out: list[str], task: Task, train_arg
     return logits[:, columns].numpy(), at_half, model.predict_from_logits(logits)[:, columns].numpy(), thresholds
 
 
-def zero_shot_run(runner: Runner, experiment: dict, held_out: list[str], seed: int, task: Task, keep_model: bool):
-    """The held-out labels' test scores for one (set, seed); trained and scored first unless recorded."""
-    record = runner.record_dir(experiment, HEAD, SHARED, seed)
+def shared_setting(config: dict) -> dict:
+    """The shared-scorer runs' setting: `--label-scorer shared` and the config's `shared_scorer` arguments (e.g.
+    `{"shared_scorer_metric": "identity"}`), which the per-label scorer's run does not take."""
+    return {**SHARED, **config.get("shared_scorer", {})}
+
+
+def zero_shot_run(runner: Runner, experiment: dict, shared: dict, held_out: list[str], seed: int, task: Task,
+                  keep_model: bool):  # fmt: skip
+    """The held-out labels' test scores for one (set, seed) by the shared scorer trained with `shared` (its
+    setting); trained and scored first unless recorded."""
+    record = runner.record_dir(experiment, HEAD, shared, seed)
     scored = record / "zero_shot.json"
     if not scored.exists() or "calibrated_thresholds" not in json.loads(scored.read_text()):  # or scored before them
         output_dir = runner.runs_dir / record.relative_to(runner.records_dir)
         if not (output_dir / "model").is_dir():
             shutil.rmtree(record, ignore_errors=True)  # a record whose model was deleted unscored: train again
-        runner.run(experiment, HEAD, SHARED, seed)
+        runner.run(experiment, HEAD, shared, seed)
         logits, at_half, calibrated, thresholds = zero_shot_scores(
             output_dir / "model", held_out, task, experiment["train_args"]
         )
@@ -351,9 +359,9 @@ def main(argv=None):
         for seed in config["seeds"]:  # every set's first seed is scored before a second seed trains
             for held_out, experiment in experiments:
                 zero_shot[experiment["name"], seed] = zero_shot_run(
-                    keeping_runner, experiment, held_out, seed, task, args.keep_models
+                    keeping_runner, experiment, shared_setting(config), held_out, seed, task, args.keep_models
                 )
-    shared_runs = [runner.run(full, HEAD, SHARED, seed) for seed in config["seeds"]]
+    shared_runs = [runner.run(full, HEAD, shared_setting(config), seed) for seed in config["seeds"]]
     per_label_runs = [per_label_run(config, runner, full, seed) for seed in config["seeds"]]
     summary = summarise_protocol(config, task, zero_shot, baseline_scores(task, config), shared_runs, per_label_runs)
 

@@ -28,7 +28,14 @@ def batch(tokenizer):
 
 
 @pytest.mark.parametrize(
-    "config", [{}, {"trained_labels_per_step": 2}, {"fixed_label_embeddings": True}, {"label_attention_blocks": 2}]
+    "config",
+    [
+        {},
+        {"trained_labels_per_step": 2},
+        {"fixed_label_embeddings": True},
+        {"label_attention_blocks": 2},
+        {"shared_scorer_metric": False},
+    ],
 )
 def test_shared_scorer_trains_and_scores_the_embeddings_the_blocks_read(make_model, tokenizer, batch, config):
     model = make_model(label_scorer="shared", **config).train()
@@ -88,10 +95,13 @@ def test_shared_scorer_ignores_padding(make_model, tokenizer):
     torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
 
 
-def test_untrained_shared_scorer_is_the_encoder_similarity(make_model, tokenizer, batch):
+@pytest.mark.parametrize("learn_metric", [True, False])
+def test_untrained_shared_scorer_is_the_encoder_similarity(make_model, tokenizer, batch, learn_metric):
     """Before training, a label's logit is -5 + 10 cos(attended tokens, description): what makes a new label's score
-    meaningful is the encoder's own similarity, which training only adjusts."""
-    model = make_model(label_scorer="shared")
+    meaningful is the encoder's own similarity, which training only adjusts. Without a learnt metric the scorer holds
+    none."""
+    model = make_model(label_scorer="shared", shared_scorer_metric=learn_metric)
+    assert ("metric" in dict(model.scorer.named_parameters())) == learn_metric
     outputs = model.label_attention(**batch)
     documents, labels = outputs.encoder_last_hidden_state, outputs.label_embeddings
     unit = torch.nn.functional.normalize
