@@ -3,10 +3,12 @@
     python benchmarks/zero_shot.py benchmarks/configs/zero_shot_hoc.json
 
 For each set of held-out labels in the config (`held_out`) and each seed, label attention with the shared scorer
-(`--label-scorer shared`) is trained on the data without those labels (every document keeps its other labels); the
-held-out labels are then added to the best model from their descriptions (`add_labels`) and scored on test: ROC-AUC,
-and F1 at 0.5 (`NEW_LABEL_THRESHOLD`) and at the threshold `calibrate_thresholds` sets from the validation texts
-without their labels (a new label predicted as often as the trained ones are). Against
+(`--label-scorer shared`, and the config's `shared_scorer` arguments, e.g. `{"shared_scorer_metric": "identity"}`) is
+trained on the data without those labels (every document keeps its other labels); the held-out labels are then added
+to the best model from their descriptions (`add_labels`) and scored on test: ROC-AUC, and F1 at 0.5
+(`NEW_LABEL_THRESHOLD`) and at the threshold `calibrate_thresholds` sets from the validation texts without their
+labels (a new label predicted as often as the trained ones are); and ROC-AUC on validation, what a design is chosen
+on. Against
 (a) an untrained baseline: the cosine similarity of the mean-pooled embeddings of the document and of the label's
     description by the same encoder, not fine-tuned; its F1 is at one threshold on that similarity, the one with the
     best micro-F1 on validation over the labels that were trained on: nothing about the held-out labels is used;
@@ -15,11 +17,13 @@ Also the whole task: the shared scorer against the per-label one, on every label
 
 The budget and the training arguments are the config's; decisions are at 0.5 throughout (no `tune_thresholds`). Each
 training is `train_accelerate.py` in its own process (`compare_heads.Runner`): its record goes under
-`benchmarks/results/runs/<config file's name>/<held-out labels, or all-labels>/label-attention/label_scorer=<scorer>/`
-`seed<N>/`, and a held-out run's also holds `zero_shot.json` (the scores of its held-out labels) and
-`zero_shot_predictions.npz` (their test logits), so an interrupted protocol resumes without redoing what is
-recorded. The per-label scorer's run may be a head comparison's record instead (`per_label_records` in the config: a
-`compare_heads.py` record folder, holding `seed<N>/`), used only where it was trained with exactly these arguments.
+`benchmarks/results/runs/<config file's name>/<held-out labels, or all-labels>/label-attention/`
+`label_scorer=<scorer>[,<shared_scorer arguments>]/seed<N>/`, and a held-out run's also holds `zero_shot.json` (the
+scores of its held-out labels) and `zero_shot_predictions.npz` (their validation and test logits), so an interrupted
+protocol resumes without redoing what is recorded (a record scored before validation was is scored again where its
+model was kept). The per-label scorer's run may be a head comparison's record instead (`per_label_records` in the
+config: a `compare_heads.py` record folder, holding `seed<N>/`), used only where it was trained with exactly these
+arguments.
 Writes `<output>.json` and `<output>.md`.
 """
 
@@ -131,16 +135,21 @@ class Task:
 
 def zero_shot_scores(model_dir: Path, held_out: list[str], task: Task, train_args: dict):
     """The held-out labels, added to the trained model from their descriptions: their test logits, decisions at
-    0.5, and decisions at the thresholds calibrated on the validation texts (no label of theirs is read)."""
+    0.5, decisions at the thresholds calibrated on the validation texts (no label of theirs is read), and their
+    validation logits (what a design is chosen on)."""
     model = LabelAttentionForSequenceClassification.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)  # auto_map: this package's code
     model.add_labels(held_out, [task.descriptions[name] for name in held_out], tokenizer)
     max_length, batch_size = train_args["max_length"], train_args.get("eval_batch_size", 64)
-    logits = in_batches(lambda tokens: model(**tokens).logits, tokenizer, task.texts["test"], max_length, batch_size)
     columns = [model.config.label2id[name] for name in held_out]
-    at_half = model.predict_from_logits(logits)[:, columns].numpy()
+    logits = {
+        split: in_batches(lambda tokens: model(**tokens).logits, tokenizer, task.texts[split], max_length, batch_size)
+        for split in ("validation", "test")
+    }
+    at_half = model.predict_from_logits(logits["test"])[:, columns].numpy()
     thresholds = model.calibrate_thresholds(held_out, task.texts["validation"], tokenizer, max_length, batch_size)
-    return logits[:, columns].numpy(), at_half, model.predict_from_logits(logits)[:, columns].numpy(), thresholds
+    calibrated = model.predict_from_logits(logits["test"])[:, columns].numpy()
+    return logits["test"][:, columns].numpy(), at_half, calibrated, thresholds, logits["validation"][:, columns].numpy()
 
 
 def shared_setting(config: dict) -> dict:
@@ -155,25 +164,38 @@ def zero_shot_run(runner: Runner, experiment: dict, shared: dict, held_out: list
     setting); trained and scored first unless recorded."""
     record = runner.record_dir(experiment, HEAD, shared, seed)
     scored = record / "zero_shot.json"
-    if not scored.exists() or "calibrated_thresholds" not in json.loads(scored.read_text()):  # or scored before them
-        output_dir = runner.runs_dir / record.relative_to(runner.records_dir)
+    output_dir = runner.runs_dir / record.relative_to(runner.records_dir)
+    recorded = json.loads(scored.read_text()) if scored.exists() else {}
+    # Scored again: a record scored before calibrated thresholds were (trained again if its model is gone), or before
+    # validation was, where its model was kept.
+    if "calibrated_thresholds" not in recorded or (
+        "validation_roc_auc" not in recorded and (output_dir / "model").is_dir()
+    ):
         if not (output_dir / "model").is_dir():
             shutil.rmtree(record, ignore_errors=True)  # a record whose model was deleted unscored: train again
         runner.run(experiment, HEAD, shared, seed)
-        logits, at_half, calibrated, thresholds = zero_shot_scores(
+        logits, at_half, calibrated, thresholds, validation_logits = zero_shot_scores(
             output_dir / "model", held_out, task, experiment["train_args"]
         )
         gold = task.gold["test"][:, task.columns(held_out)]
-        np.savez_compressed(record / "zero_shot_predictions.npz", test_logits=logits, test_references=gold)
+        validation_gold = task.gold["validation"][:, task.columns(held_out)]
+        np.savez_compressed(
+            record / "zero_shot_predictions.npz", test_logits=logits, test_references=gold,
+            validation_logits=validation_logits, validation_references=validation_gold,
+        )  # fmt: skip
         labels = label_scores(logits, at_half, gold, held_out)
         calibrated_f1 = label_scores(logits, calibrated, gold, held_out)
         for name in held_out:
             labels[name]["f1_calibrated"] = calibrated_f1[name]["f1"]
-        scores = {"held_out": held_out, "calibrated_thresholds": thresholds, "labels": labels}
+        validation_roc_auc = {
+            name: roc_auc(validation_logits[:, i], validation_gold[:, i]) for i, name in enumerate(held_out)
+        }
+        scores = {"held_out": held_out, "calibrated_thresholds": thresholds, "labels": labels,
+                  "validation_roc_auc": validation_roc_auc}  # fmt: skip
         scored.write_text(json.dumps(scores, indent=2))  # last: the run is then recorded
         if not keep_model:
             shutil.rmtree(output_dir)
-    return json.loads(scored.read_text())["labels"]
+    return json.loads(scored.read_text())
 
 
 def trained_scores(run: dict, held_out: list[str], task: Task) -> dict:
@@ -207,10 +229,15 @@ def baseline_scores(task: Task, config: dict) -> dict:
     for held_out in config["held_out"]:
         seen = [i for i, name in enumerate(task.label_set.names) if name not in held_out]
         threshold = best_threshold(cosine["validation"][:, seen], task.gold["validation"][:, seen])
-        scores = cosine["test"][:, task.columns(held_out)]
+        columns = task.columns(held_out)
+        scores = cosine["test"][:, columns]
         results[slug(held_out)] = {
             "threshold": threshold,
-            "labels": label_scores(scores, scores >= threshold, task.gold["test"][:, task.columns(held_out)], held_out),
+            "validation_roc_auc": {
+                name: roc_auc(cosine["validation"][:, column], task.gold["validation"][:, column])
+                for name, column in zip(held_out, columns)
+            },
+            "labels": label_scores(scores, scores >= threshold, task.gold["test"][:, columns], held_out),
         }
     return results
 
@@ -249,7 +276,7 @@ def summarise_protocol(config: dict, task: Task, zero_shot: dict, baseline: dict
         trained = {seed: trained_scores(run, held_out, task) for seed, run in zip(seeds, shared_runs)}
         for label in held_out:
             by_method = {
-                "zero_shot": [zero_shot[name, seed][label] for seed in seeds],
+                "zero_shot": [zero_shot[name, seed]["labels"][label] for seed in seeds],
                 "baseline": [baseline[name]["labels"][label]] * len(seeds),
                 "trained": [trained[seed][label] for seed in seeds],
             }
@@ -269,6 +296,16 @@ def summarise_protocol(config: dict, task: Task, zero_shot: dict, baseline: dict
         for method in METHODS
     }  # fmt: skip
     above_baseline = sum(row["zero_shot"]["roc_auc"]["mean"] > row["baseline"]["roc_auc"]["mean"] for row in rows)
+
+    def mean_validation_roc_auc(results):  # over every held-out label of every set
+        return statistics.mean(value for result in results for value in result["validation_roc_auc"].values())
+
+    # What a design is chosen on; left out for the model where a record was scored before validation was.
+    validation_roc_auc = {}
+    scored = [[zero_shot[slug(held_out), seed] for held_out in config["held_out"]] for seed in seeds]
+    if all("validation_roc_auc" in result for results in scored for result in results):
+        validation_roc_auc["zero_shot"] = summarise([mean_validation_roc_auc(results) for results in scored])
+    validation_roc_auc["baseline"] = summarise([mean_validation_roc_auc(baseline.values())])
     full_task = {
         scorer: {
             **{f"test_{metric}": summarise([run["test"][metric] for run in runs])
@@ -284,7 +321,7 @@ def summarise_protocol(config: dict, task: Task, zero_shot: dict, baseline: dict
         "train_args": config["train_args"], "held_out": config["held_out"], "methods": METHODS,
         "baseline_thresholds": {name: result["threshold"] for name, result in baseline.items()},
         "unseen_labels": rows, "averages": averages, "zero_shot_above_baseline_roc_auc": above_baseline,
-        "full_task": full_task,
+        "validation_roc_auc": validation_roc_auc, "full_task": full_task,
     }  # fmt: skip
 
 
@@ -304,7 +341,10 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {title} | " + " | ".join(cells + ["—"] * (3 - len(cells))) + " |")
     rows = summary["unseen_labels"]
     thresholds = ", ".join(f"{name} {t:.3f}" for name, t in summary["baseline_thresholds"].items())
+    validation = summary["validation_roc_auc"]
     lines += [
+        "", "Validation, what a design is chosen on: the held-out labels' ROC-AUC, averaged likewise: "
+        + "; ".join(f"{summary['methods'][method]} {cell(stats)}" for method, stats in validation.items()) + ".",
         "", f"Added after training above the untrained baseline in ROC-AUC: "
         f"{summary['zero_shot_above_baseline_roc_auc']} of {len(rows)} labels.", "",
         "Per label (ROC-AUC / F1; a new label is decided at 0.5, then at its calibrated threshold; the baseline at the "

@@ -169,13 +169,13 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
 
 def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_keywords, tmp_path):
     """Held-out sets trained without their labels, then scored with them added; the baseline and the upper bound; the
-    whole task with either scorer, recorded under the config's name. A second call trains nothing, and takes a
-    per-label record trained alike."""
+    whole task with either scorer, recorded under the config's name, the shared scorer's own arguments given to its
+    runs only. A second call trains nothing, and takes a per-label record trained alike."""
     train_args = {"max_length": 32, "epochs": 1, "batch_size": 8, "eval_batch_size": 16, "learning_rate": 3e-3,
                   "head_learning_rate": 3e-3, "encoder": str(tiny_encoder)}  # fmt: skip
     held_out = [["angiogenesis"], ["apoptosis", "inflammation"]]
     config = {"description": "tiny", "data_dir": str(small_keywords), "held_out": held_out, "seeds": [1],
-              "train_args": train_args}  # fmt: skip
+              "shared_scorer": {"shared_scorer_metric": "identity"}, "train_args": train_args}  # fmt: skip
     config_file, output, records = tmp_path / "tiny_zero_shot.json", tmp_path / "summary", tmp_path / "records"
     config_file.write_text(json.dumps(config))
     command = [REPO / "benchmarks" / "zero_shot.py", config_file, "--records-dir", records, "--runs-dir",
@@ -188,16 +188,19 @@ def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_k
             assert 0 <= row[method]["roc_auc"]["mean"] <= 1 and 0 <= row[method]["f1"]["mean"] <= 1
     assert set(summary["averages"]) == {"zero_shot", "baseline", "trained"}
     assert 0 <= summary["averages"]["zero_shot"]["f1_calibrated"]["mean"] <= 1
+    assert set(summary["validation_roc_auc"]) == {"zero_shot", "baseline"}
     for scored in records.rglob("zero_shot.json"):  # a threshold per new label, from the validation texts
         held = json.loads(scored.read_text())
         assert set(held["calibrated_thresholds"]) == set(held["held_out"])
         assert all(0 < threshold < 1 for threshold in held["calibrated_thresholds"].values())
+        assert set(held["validation_roc_auc"]) == set(held["held_out"])
     assert set(summary["full_task"]) == {"shared", "per_label"}
     recorded = [path.parent.relative_to(records / config_file.stem) for path in records.rglob("eval_results.json")]
+    shared = "shared,shared_scorer_metric=identity"
     assert sorted(path.as_posix() for path in recorded) == [
         f"{experiment}/label-attention/label_scorer={scorer}/seed1"
-        for experiment, scorer in [("all-labels", "per_label"), ("all-labels", "shared"), ("angiogenesis", "shared"),
-                                   ("apoptosis+inflammation", "shared")]
+        for experiment, scorer in [("all-labels", "per_label"), ("all-labels", shared), ("angiogenesis", shared),
+                                   ("apoptosis+inflammation", shared)]
     ]  # fmt: skip
     assert len(list(records.rglob("zero_shot.json"))) == 2 and not list((tmp_path / "runs").rglob("model.safetensors"))
     assert "Labels never trained on" in output.with_suffix(".md").read_text()
@@ -209,9 +212,13 @@ def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_k
         json.dumps({"train_args": train_args, "test": metrics, "validation": metrics})
     )
     config_file.write_text(json.dumps({**config, "per_label_records": str(reference.parent)}))
+    scored = next(records.rglob("zero_shot.json"))  # as scored before validation was: its model is gone, so kept
+    unvalidated = {key: value for key, value in json.loads(scored.read_text()).items() if key != "validation_roc_auc"}
+    scored.write_text(json.dumps(unvalidated))
     assert "done " not in run(*command).stdout
     summary = json.loads(output.with_suffix(".json").read_text())
     assert summary["full_task"]["per_label"]["test_micro_f1"]["mean"] == 0.125
+    assert set(summary["validation_roc_auc"]) == {"baseline"}
     # A config that names the blocks' heads as those runs had them (the former default) still takes that record.
     pinned = {**train_args, "label_attention_heads": 12}
     config_file.write_text(json.dumps({**config, "per_label_records": str(reference.parent), "train_args": pinned}))
