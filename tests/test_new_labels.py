@@ -260,13 +260,19 @@ def test_bad_changes_of_the_label_set_are_refused_and_change_nothing(make_model,
     assert all(torch.equal(buffer, buffers[name]) for name, buffer in model.label_attention.named_buffers())
 
 
-def test_added_labels_survive_saving_loading_with_remote_code_and_pipeline(make_model, tokenizer, tmp_path):
-    model = make_model(label_scorer="shared", num_labels=2, decision_thresholds=[0.3, 0.4])
+@pytest.mark.parametrize("learn_metric", [True, False])
+def test_added_labels_survive_saving_loading_with_remote_code_and_pipeline(
+    make_model, tokenizer, tmp_path, learn_metric
+):
+    model = make_model(
+        label_scorer="shared", shared_scorer_metric=learn_metric, num_labels=2, decision_thresholds=[0.3, 0.4]
+    )
     model.add_labels([LABEL_NAMES[2], NEW_NAME], [LABEL_DESCRIPTIONS[2], NEW_DESCRIPTION], tokenizer)
     names, descriptions = [*LABEL_NAMES, NEW_NAME], [*LABEL_DESCRIPTIONS, NEW_DESCRIPTION]
     case = save_checkpoint(model, tokenizer, tmp_path / "model", encode(tokenizer, DOCUMENTS), PIPELINE_TEXTS)
     loaded = LabelAttentionForSequenceClassification.from_pretrained(tmp_path / "model")
     assert loaded.config.decision_thresholds == [0.3, 0.4, 0.5, 0.5] and loaded.config.label_scorer == "shared"
+    assert loaded.config.shared_scorer_metric == learn_metric
 
     probe = {key: case[key] for key in ("source", "inputs", "pipeline_texts")}
     (seen,) = probe_checkpoints([probe], tmp_path / "probe")
