@@ -613,3 +613,19 @@ def test_label_attention_options_are_refused_for_a_baseline(tiny_encoder, small_
     error = capsys.readouterr().err
     assert f"--label-attention-blocks, --label-query-centering: only for --head label-attention; the {head}" in error
     assert train_accelerate.parse_args([*base, "--head", head, "--label-pooling", "mean"]).head == head  # the default
+
+
+def test_the_shared_scorer_compares_by_the_encoders_own_cosine_unless_asked(
+    tiny_encoder, small_keywords, tmp_path, capsys
+):
+    """`--label-scorer shared` scores with P = I (chosen on validation: labels added later rank documents better);
+    `--shared-scorer-metric learnt` adds the learnt metric; the per-label scorer refuses the option."""
+    base = ["--data-dir", str(small_keywords), "--output-dir", str(tmp_path), "--encoder", str(tiny_encoder)]
+    label_set = read_label_set(small_keywords / "labels.json")
+    for extra, learnt in [([], False), (["--shared-scorer-metric", "learnt"], True)]:
+        args = train_accelerate.parse_args([*base, "--label-scorer", "shared", *extra])
+        model, _ = train_accelerate.build_model(args, label_set)
+        assert model.config.shared_scorer_metric is learnt and (model.scorer.metric is not None) is learnt
+    with pytest.raises(SystemExit):
+        train_accelerate.parse_args([*base, "--shared-scorer-metric", "learnt"])
+    assert "--shared-scorer-metric: only for --label-scorer shared" in capsys.readouterr().err
