@@ -929,7 +929,8 @@ def hyperparameters_for_card(args) -> dict:
         "no_label_feed_forward", "label_query_centering", "label_attention_overlap_coef", "label_scorer",
         "shared_scorer_metric", "tune_thresholds", "encoder_attention_dropout",
     )  # fmt: skip
-    return {key: getattr(args, key) for key in keys}
+    # Only the shared scorer has a metric: a per-label model's card would show one it does not use.
+    return {key: getattr(args, key) for key in keys if key != "shared_scorer_metric" or args.label_scorer == "shared"}
 
 
 if __name__ == "__main__":

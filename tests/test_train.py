@@ -222,6 +222,8 @@ def test_multi_label_run_prints_counts_and_leaves_a_hub_ready_folder(hoc_run):
     # number in eval_results.json.
     assert record["validation"]["micro_f1"] == results["validation"]["micro_f1"]
     assert "micro_f1_at_0.5" in record["validation"]
+    card = (output_dir / "model" / "README.md").read_text()
+    assert "| label_scorer | per_label |" in card and "shared_scorer_metric" not in card  # a per-label model has none
 
 
 def test_single_label_script_run(mtc5_run):
@@ -626,6 +628,7 @@ def test_the_shared_scorer_compares_by_the_encoders_own_cosine_unless_asked(
         args = train_accelerate.parse_args([*base, "--label-scorer", "shared", *extra])
         model, _ = train_accelerate.build_model(args, label_set)
         assert model.config.shared_scorer_metric is learnt and (model.scorer.metric is not None) is learnt
+        assert train_accelerate.hyperparameters_for_card(args)["shared_scorer_metric"] == args.shared_scorer_metric
     with pytest.raises(SystemExit):
         train_accelerate.parse_args([*base, "--shared-scorer-metric", "learnt"])
     assert "--shared-scorer-metric: only for --label-scorer shared" in capsys.readouterr().err
