@@ -166,19 +166,18 @@ def zero_shot_run(runner: Runner, experiment: dict, shared: dict, held_out: list
     scored = record / "zero_shot.json"
     output_dir = runner.runs_dir / record.relative_to(runner.records_dir)
     recorded = json.loads(scored.read_text()) if scored.exists() else {}
+    kept = (output_dir / "model").is_dir()
     # Scored again: a record scored before calibrated thresholds were (trained again if its model is gone), or before
     # validation was, where its model was kept.
-    if "calibrated_thresholds" not in recorded or (
-        "validation_roc_auc" not in recorded and (output_dir / "model").is_dir()
-    ):
-        if not (output_dir / "model").is_dir():
+    if "calibrated_thresholds" not in recorded or ("validation_roc_auc" not in recorded and kept):
+        if not kept:
             shutil.rmtree(record, ignore_errors=True)  # a record whose model was deleted unscored: train again
         runner.run(experiment, HEAD, shared, seed)
         logits, at_half, calibrated, thresholds, validation_logits = zero_shot_scores(
             output_dir / "model", held_out, task, experiment["train_args"]
         )
-        gold = task.gold["test"][:, task.columns(held_out)]
-        validation_gold = task.gold["validation"][:, task.columns(held_out)]
+        columns = task.columns(held_out)
+        gold, validation_gold = task.gold["test"][:, columns], task.gold["validation"][:, columns]
         np.savez_compressed(
             record / "zero_shot_predictions.npz", test_logits=logits, test_references=gold,
             validation_logits=validation_logits, validation_references=validation_gold,
