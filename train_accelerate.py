@@ -922,15 +922,17 @@ def train(args, accelerator):
 
 
 def hyperparameters_for_card(args) -> dict:
+    """The training options the model card lists: label attention's only for label attention (a baseline has none),
+    and the shared scorer's metric only for the shared scorer."""
     keys = (
         "head", "max_length", "epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
         "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "mixed_precision",
-        "label_attention_blocks", "label_pooling", "fixed_label_embeddings", "trained_labels_per_step",
-        "no_label_feed_forward", "label_query_centering", "label_attention_overlap_coef", "label_scorer",
-        "shared_scorer_metric", "tune_thresholds", "encoder_attention_dropout",
+        "tune_thresholds", "encoder_attention_dropout",
     )  # fmt: skip
-    # Only the shared scorer has a metric: a per-label model's card would show one it does not use.
-    return {key: getattr(args, key) for key in keys if key != "shared_scorer_metric" or args.label_scorer == "shared"}
+    if args.head == "label-attention":
+        shared = args.label_scorer == "shared"
+        keys += tuple(key for key in LABEL_ATTENTION_OPTIONS if key != "shared_scorer_metric" or shared)
+    return {key: getattr(args, key) for key in keys}
 
 
 if __name__ == "__main__":

@@ -223,7 +223,8 @@ def test_multi_label_run_prints_counts_and_leaves_a_hub_ready_folder(hoc_run):
     assert record["validation"]["micro_f1"] == results["validation"]["micro_f1"]
     assert "micro_f1_at_0.5" in record["validation"]
     card = (output_dir / "model" / "README.md").read_text()
-    assert "| label_scorer | per_label |" in card and "shared_scorer_metric" not in card  # a per-label model has none
+    assert "| label_scorer | per_label |" in card and "| label_attention_heads | 1 |" in card
+    assert "shared_scorer_metric" not in card  # a per-label model has none
 
 
 def test_single_label_script_run(mtc5_run):
@@ -268,6 +269,8 @@ def test_linear_head_saves_a_standard_folder(linear_run):
     assert len(config["decision_thresholds"]) == 10
     assert not list((linear_run / "model").glob("*.py"))
     assert read_json(linear_run / "eval_results.json")["head"] == "linear"
+    card = (linear_run / "model" / "README.md").read_text()
+    assert "| head | linear |" in card and "label_scorer" not in card and "label_pooling" not in card  # none read
     assert [p.name for p in (linear_run / "checkpoints").iterdir()] == ["step_4"]  # the end of the only epoch
 
 
