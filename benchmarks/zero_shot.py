@@ -3,12 +3,12 @@
     python benchmarks/zero_shot.py benchmarks/configs/zero_shot_hoc.json
 
 For each set of held-out labels in the config (`held_out`) and each seed, label attention with the shared scorer
-(`--label-scorer shared`, and the config's `shared_scorer` arguments, e.g. `{"shared_scorer_metric": "identity"}`) is
-trained on the data without those labels (every document keeps its other labels); the held-out labels are then added
-to the best model from their descriptions (`add_labels`) and scored on test: ROC-AUC, and F1 at 0.5
-(`NEW_LABEL_THRESHOLD`) and at the threshold `calibrate_thresholds` sets from the validation texts without their
-labels (a new label predicted as often as the trained ones are); and ROC-AUC on validation, what a design is chosen
-on. Against
+(`--label-scorer shared`, and the config's `shared_scorer` arguments, which name its metric, e.g.
+`{"shared_scorer_metric": "identity"}`) is trained on the data without those labels (every document keeps its other
+labels); the held-out labels are then added to the best model from their descriptions (`add_labels`) and scored on
+test: ROC-AUC, and F1 at 0.5 (`NEW_LABEL_THRESHOLD`) and at the threshold `calibrate_thresholds` sets from the
+validation texts without their labels (a new label predicted as often as the trained ones are); and ROC-AUC on
+validation, what a design is chosen on. Against
 (a) an untrained baseline: the cosine similarity of the mean-pooled embeddings of the document and of the label's
     description by the same encoder, not fine-tuned; its F1 is at one threshold on that similarity, the one with the
     best micro-F1 on validation over the labels that were trained on: nothing about the held-out labels is used;
@@ -378,6 +378,9 @@ def main(argv=None):
     config = json.loads(Path(args.config).read_text())
     if config["train_args"].get("tune_thresholds"):
         parser.error("the protocol decides at 0.5 (a new label's threshold): leave tune_thresholds out")
+    if "shared_scorer_metric" not in config.get("shared_scorer", {}):
+        # train_accelerate.py's default metric has changed before: a resumed protocol must train what its records did
+        parser.error('name the shared scorer\'s metric in the config: "shared_scorer": {"shared_scorer_metric": ...}')
     data_dir = REPO / config["data_dir"]
     task = Task(data_dir)
     unknown = [name for held_out in config["held_out"] for name in held_out if name not in task.label_set.ids]

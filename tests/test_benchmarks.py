@@ -61,6 +61,16 @@ def test_recipes_from_in_a_circle_is_refused(tmp_path):
     assert "recipes_from goes round in a circle: first -> second -> first" in completed.stderr
 
 
+def test_zero_shot_protocol_refuses_a_config_without_the_shared_scorers_metric(small_keywords, tmp_path):
+    """The default metric has changed before: a config that leaves it to the default would resume its protocol with
+    runs unlike its records."""
+    config = {"data_dir": str(small_keywords), "held_out": [["angiogenesis"]], "seeds": [1], "train_args": {}}
+    (tmp_path / "unnamed_metric.json").write_text(json.dumps(config))
+    completed = run_child([sys.executable, REPO / "benchmarks" / "zero_shot.py", tmp_path / "unnamed_metric.json"])
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert "name the shared scorer's metric in the config" in completed.stderr
+
+
 def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, tmp_path):
     """Sweep on the first seed, the chosen setting on every seed, an ablation; records reused by a second call."""
     config = json.loads((REPO / "benchmarks" / "configs" / "hoc.json").read_text())
