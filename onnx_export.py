@@ -332,13 +332,19 @@ def _max_difference(model, session, input_names, shapes) -> float:
 def quantize_onnx(model_path, output_path):
     """Dynamic int8 quantisation (`onnxruntime.quantization.quantize_dynamic`) of the MatMul weights: signed int8,
     per output channel, 7-bit range (`reduce_range`, which avoids the saturation of the u8s8 kernels on CPUs without
-    VNNI, AVX2 ones included). The metadata are kept."""
+    VNNI, AVX2 ones included). A product with a weight vector (the shared scorer's) stays in fp32: per-channel
+    quantisation of a vector gives a graph ONNX Runtime cannot load. The metadata are kept."""
     _require("onnx", "onnxruntime")
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model_path, output_path = Path(model_path), Path(output_path)
     large = model_path.stat().st_size > 1_900_000_000 or any(model_path.parent.glob(model_path.name + "*.data"))
+    source = onnx.load(str(model_path), load_external_data=False)
+    weight_ranks = {weight.name: len(weight.dims) for weight in source.graph.initializer}
+    vector_products = [
+        node.name for node in source.graph.node if node.op_type == "MatMul" and weight_ranks.get(node.input[1]) == 1
+    ]
     hint = _DropMessages("consider to run pre-processing before quantization")  # a generic hint, on the root logger
     logging.getLogger().addFilter(hint)
     try:
@@ -349,11 +355,11 @@ def quantize_onnx(model_path, output_path):
             per_channel=True,
             reduce_range=True,
             op_types_to_quantize=["MatMul", "Gemm"],
+            nodes_to_exclude=vector_products,
             use_external_data_format=large,
         )
     finally:
         logging.getLogger().removeFilter(hint)
-    source = onnx.load(str(model_path), load_external_data=False)
     quantized = onnx.load(str(output_path), load_external_data=False)
     if not any(prop.key == METADATA_KEY for prop in quantized.metadata_props):
         quantized.metadata_props.extend(source.metadata_props)

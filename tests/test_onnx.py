@@ -1,10 +1,11 @@
 """ONNX export (`label_attention.onnx_export`) and ONNX Runtime inference, on tiny randomly initialised models.
 
 Two saved models are exported once per module (the exporter's fixed cost is ~10 s a graph, whatever the model's
-size): a multi-label BERT (two blocks, tuned thresholds; exported through the command line, with --quantize) and a
-single-label DistilBERT (no token_type_ids, fixed label embeddings, mean pooling); a third, whose encoder reads 32
-tokens, is exported with its windowed graph for long documents. Every check compares ONNX Runtime with the PyTorch
-model or with `transformers.pipeline(..., trust_remote_code=True)` on the same folder.
+size): a multi-label BERT (two blocks, the shared scorer, tuned thresholds; exported through the command line, with
+--quantize) and a single-label DistilBERT (no token_type_ids, fixed label embeddings, mean pooling, the per-label
+scorer); a third, whose encoder reads 32 tokens, is exported with its windowed graph for long documents. Every check
+compares ONNX Runtime with the PyTorch model or with `transformers.pipeline(..., trust_remote_code=True)` on the same
+folder.
 """
 
 import json
@@ -36,8 +37,13 @@ def save(model, tokenizer, folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def multi_label(tmp_path_factory, tokenizer):
-    """(saved folder, in-memory model): multi-label BERT exported by the command line into `folder/onnx`."""
-    model = build_tiny_model(tokenizer, "bert", label_attention_blocks=2, decision_thresholds=THRESHOLDS)
+    """(saved folder, in-memory model): multi-label BERT with the shared scorer, exported by the command line into
+    `folder/onnx`."""
+    model = build_tiny_model(
+        tokenizer, "bert", label_attention_blocks=2, label_scorer="shared", decision_thresholds=THRESHOLDS
+    )
+    with torch.no_grad():  # the blocks' term starts at 0: made to count, so that the graph must compute it
+        model.scorer.weight.normal_(generator=torch.Generator().manual_seed(0))
     folder = save(model, tokenizer, tmp_path_factory.mktemp("onnx-multi"))
     assert main([str(folder), "--quantize"]) == 0
     return folder, model
