@@ -354,7 +354,8 @@ def targets(specificity: dict, faithfulness: dict, names: list[str]) -> dict:
         top = row["top"]["mean"]
         met[name] = {
             "removal_at_least_10x_random": top >= 10 * random["top"]["mean"],
-            "removal_at_least_3x_least_likely_label": top >= 3 * row["other_label"]["mean"],
+            "removal_at_least_3x_least_likely_label": row["other_label"]["mean"] is not None
+            and top >= 3 * row["other_label"]["mean"],
             "as_faithful_as_gradient_x_input": top >= reference["top"]["mean"]
             and row["sufficiency"]["mean"] <= reference["sufficiency"]["mean"],
             "top_5_overlap_at_most_0.2": labels["top_5_overlap_all_labels"]["mean"] <= 0.2,
@@ -369,8 +370,12 @@ def summary(values) -> dict:
     return {"mean": float(values.mean()) if len(values) else None, "standard_error": error, "count": len(values)}
 
 
-def ratio(numerator: float, denominator: float) -> float | None:
-    return numerator / denominator if denominator > 0 else None
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """None where either drop is missing (a model that predicts every label has no least likely label) or the
+    denominator is not positive."""
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ on the synthetic keyword corpus, the benchmark run end to end on its test split.
 their ranges and that removing a label's most attended words costs more than removing random ones (each label is
 triggered by one planted keyword), not any figure of a real model."""
 
+import importlib
 import json
 import math
 import sys
@@ -58,3 +59,18 @@ def test_explanation_benchmark_measures_and_renders(keyword_model, tmp_path):
     examples = tmp_path / "explanations_examples"
     assert (examples / "report.html").read_text().count('<article class="document"') == 2
     assert len(list(examples.glob("*.png"))) == 2
+
+
+def test_ratios_are_missing_where_a_drop_is():
+    """A model that predicts every label of every document has no least likely label: its ratio and target are
+    missing, not a crash."""
+    explanations = importlib.import_module("explanations")  # benchmarks/ is on pytest's pythonpath
+    assert explanations.ratio(0.5, 0.25) == 2.0
+    assert explanations.ratio(0.5, None) is None and explanations.ratio(0.5, 0.0) is None
+    missing = {"mean": None, "standard_error": None, "count": 0}
+    row = {"top": {"mean": 0.5}, "other_label": missing, "sufficiency": {"mean": 0.1}}
+    reference = {"top": {"mean": 0.2}, "sufficiency": {"mean": 0.3}}
+    rows = {"random": {"top": {"mean": 0.01}}, explanations.GRADIENT: reference}
+    specificity = {"contrast:max": {"top_5_overlap_all_labels": {"mean": 0.1}, "jsd_all_labels": {"mean": 0.3}}}
+    met = explanations.targets(specificity, {5: {**rows, "contrast:max": row}}, ["contrast:max"])
+    assert met["contrast:max"]["removal_at_least_3x_least_likely_label"] is False
