@@ -12,6 +12,8 @@ one process (the load of a shared machine then falls on both alike):
   same run by large fp32 matrix products (MFU), and the bf16 peak where the CPU has native bf16;
 - training with the encoder's attention dropout off (`--encoder-attention-dropout 0`, `train_accelerate.py`'s
   default), against the encoder's own (0.1 for BERT; the first table);
+- where the CPU has native bf16 (AVX512-BF16 or AMX; `--bf16 always` measures it anyway), the same training step under
+  bf16 autocast (`--mixed-precision bf16`) against fp32: which precision trains faster on this CPU;
 - how inference time grows with the number of labels (synthetic descriptions) and with the document length.
 Writes `<output>.json` and `<output>.md`.
 """
@@ -148,8 +150,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_step(head, mode, encoder, num_labels, batch_size, length, config=None, encoder_kwargs=None):
-    """A fresh model and its step: one training step (forward, backward, AdamW) or one inference batch."""
+def make_step(head, mode, encoder, num_labels, batch_size, length, config=None, encoder_kwargs=None, autocast=None):
+    """A fresh model and its step: one training step (forward, backward, AdamW) or one inference batch; `autocast`: a
+    dtype to run the forward pass in, as `--mixed-precision` does (fp32 weights and optimiser)."""
     torch.manual_seed(0)
     model = build(head, encoder, num_labels, config, encoder_kwargs)
     inputs = batch_of(AutoTokenizer.from_pretrained(encoder), batch_size, length)
@@ -159,7 +162,9 @@ def make_step(head, mode, encoder, num_labels, batch_size, length, config=None, 
         labels = torch.zeros(batch_size, num_labels)
 
         def step():
-            model(**inputs, labels=labels).loss.backward()
+            with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                loss = model(**inputs, labels=labels).loss
+            loss.backward()
             optimizer.step()
             optimizer.zero_grad()
 
@@ -187,13 +192,14 @@ def measure(head, mode, encoder, num_labels, batch_size, length, steps, warmup, 
     return {"peak_rss_mib": peak_rss_mib(), **rates(mode, batch_size, length, seconds)}
 
 
-def measure_heads(mode, encoder, num_labels, batch_size, length, steps, warmup, encoder_kwargs=None) -> dict:
+def measure_heads(mode, encoder, num_labels, batch_size, length, steps, warmup, encoder_kwargs=None, autocast=None):
     """Both heads in this process, their timed steps alternated (A B A B ...), so that the changing load of a shared
     machine falls on both alike: per head the median seconds per batch, the FLOPs of one batch (counted after the
     timed steps: a label-attention model in eval mode has its label embeddings cached) and the encoder's attention."""
     from label_attention.train_accelerate import encoder_of
 
-    made = {head: make_step(head, mode, encoder, num_labels, batch_size, length, encoder_kwargs=encoder_kwargs)
+    made = {head: make_step(head, mode, encoder, num_labels, batch_size, length, encoder_kwargs=encoder_kwargs,
+                            autocast=autocast)
             for head in HEADS}  # fmt: skip
     for _ in range(warmup):
         for _, step in made.values():
@@ -265,6 +271,15 @@ def markdown(results):
             measured = results["train_without_attention_dropout"][head]
             lines.append(f"| {head} | {measured['tokens_per_second']:.0f} | {measured['mfu']:.2f} | "
                          f"{measured['speedup']:.2f} |")  # fmt: skip
+    if "train_bf16" in results:
+        native = "native" if results["native_bf16"] else "emulated: no AVX512-BF16 or AMX"
+        lines += ["", f"Training under bf16 autocast (`--mixed-precision bf16`; bf16 on this CPU: {native}), attention "
+                  "dropout off, same run:", "", "| head | tokens/s | speed-up over fp32 | MFU of the bf16 peak |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for head in HEADS:
+            measured = results["train_bf16"][head]
+            mfu = "—" if measured["mfu_bf16_peak"] is None else f"{measured['mfu_bf16_peak']:.2f}"
+            lines.append(f"| {head} | {measured['tokens_per_second']:.0f} | {measured['speedup']:.2f} | {mfu} |")
     lines += ["", "Inference time per batch (label attention, cached label embeddings) by number of labels:", "",
               "| labels | seconds per batch | ratio to vanilla with as many outputs |", "|---|---|---|"]  # fmt: skip
     for row in results["by_num_labels"]:
@@ -289,6 +304,11 @@ def main(argv=None):
     parser.add_argument("--label-counts", type=whole_numbers, default="10,100,1000,5000")
     parser.add_argument("--lengths", type=whole_numbers, default="128,256,512")
     parser.add_argument("--peak-size", type=int, default=4096, help="Size of the matrices that measure the peak.")
+    parser.add_argument(
+        "--bf16", choices=("auto", "always"), default="auto",
+        help="Time training under bf16 autocast: auto, where the CPU has native bf16 (emulated, a step takes many "
+        "times longer); always, even where it is emulated.",
+    )  # fmt: skip
     parser.add_argument("--output", default="benchmarks/results/speed")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -333,14 +353,28 @@ def main(argv=None):
     fp32_peaks.append(peak_flops(torch.float32, args.peak_size))
     results["fp32_peak_measurements"] = fp32_peaks
     results["peak_flops_per_second"] = {"fp32": max(fp32_peaks)}
-    if cpu_has_native_bf16():  # emulated bf16 is no peak of the machine's
+    results["native_bf16"] = cpu_has_native_bf16()
+    if results["native_bf16"]:  # emulated bf16 is no peak of the machine's
         results["peak_flops_per_second"]["bf16"] = peak_flops(torch.bfloat16, args.peak_size)
+    if results["native_bf16"] or args.bf16 == "always":
+        results["train_bf16"] = measure_heads(
+            "train", num_labels=args.num_labels, length=args.length, steps=args.steps, encoder_kwargs=no_dropout,
+            autocast=torch.bfloat16, **common,
+        )  # fmt: skip
     print(f"{results['cpu']} ({' '.join(results['cpu_flags'])}): peak {results['peak_flops_per_second']}", flush=True)
     for head, measured in results["train_without_attention_dropout"].items():
         # The same model, so the same model FLOPs (torch counts the fused kernel's recomputed scores in its backward).
         measured["counted_flops_per_batch"] = measured["flops_per_batch"]
         measured["flops_per_batch"] = results["train"][head]["flops_per_batch"]
         measured["speedup"] = results["train"][head]["seconds_per_batch"] / measured["seconds_per_batch"]
+    for head, measured in results.get("train_bf16", {}).items():  # against fp32 without attention dropout, as it ran
+        fp32 = results["train_without_attention_dropout"][head]
+        measured["counted_flops_per_batch"] = measured["flops_per_batch"]
+        measured["flops_per_batch"] = fp32["flops_per_batch"]  # the same model's work
+        measured["speedup"] = fp32["seconds_per_batch"] / measured["seconds_per_batch"]
+        bf16_peak = results["peak_flops_per_second"].get("bf16")  # none where bf16 is emulated
+        flops_per_second = measured["flops_per_batch"] / measured["seconds_per_batch"]
+        measured["mfu_bf16_peak"] = flops_per_second / bf16_peak if bf16_peak else None
     for mode in ("train", "inference", "train_without_attention_dropout"):
         for measured in results[mode].values():
             measured["mfu"] = measured["flops_per_batch"] / measured["seconds_per_batch"] / max(fp32_peaks)

@@ -19,6 +19,7 @@ def test_speed_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path):
     run(
         REPO / "benchmarks" / "speed.py", "--encoder", tiny_encoder, "--batch-size", 2, "--length", 16,
         "--steps", 1, "--warmup", 0, "--label-counts", "3", "--lengths", "16", "--peak-size", 256, "--output", output,
+        "--bf16", "always",  # on any CPU: where bf16 is emulated, the tiny encoder's one step is still quick
     )  # fmt: skip
     results = json.loads(Path(f"{output}.json").read_text())
     assert results["peak_flops_per_second"]["fp32"] > 0 and results["cpu"]
@@ -31,11 +32,15 @@ def test_speed_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path):
     for head, measured in results["train_without_attention_dropout"].items():
         assert measured["flops_per_batch"] == results["train"][head]["flops_per_batch"]  # the same model's work
         assert measured["counted_flops_per_batch"] > 0 and measured["speedup"] > 0
+    for head, measured in results["train_bf16"].items():
+        assert measured["flops_per_batch"] == results["train"][head]["flops_per_batch"] and measured["speedup"] > 0
+        assert (measured["mfu_bf16_peak"] is None) is not results["native_bf16"]
     assert [row["num_labels"] for row in results["by_num_labels"]] == [3]
     assert [row["length"] for row in results["by_length"]] == [16]
     assert "ratio to vanilla" in Path(f"{output}.md").read_text()
     assert "MFU" in Path(f"{output}.md").read_text()
     assert "attention dropout off" in Path(f"{output}.md").read_text()
+    assert "Training under bf16 autocast" in Path(f"{output}.md").read_text()
 
 
 @pytest.mark.parametrize(
