@@ -56,7 +56,8 @@ class LabelAttentionConfig(PreTrainedConfig):
             cosine similarity (through a metric that starts at the identity: `shared_scorer_metric`), the logit is
             the similarity of what it attended to with the description, plus a shared reading of the blocks' output;
             every weight is shared by the labels, so a trained model takes new labels from their descriptions alone
-            ([`LabelAttentionForSequenceClassification.add_labels`]).
+            ([`LabelAttentionForSequenceClassification.add_labels`]). `train_accelerate.py` trains `"shared"` with
+            the learnt metric (chosen on validation, HoC and MTC-5).
         shared_scorer_metric (`bool`, *optional*, defaults to `True`):
             With `label_scorer="shared"`: if `True`, the scorer learns a metric P = I + M on the encoder's states (M
             starts at 0); if `False`, it compares states by the encoder's own cosine (P = I), so only the fine-tuned

@@ -116,10 +116,10 @@ def keywords(tmp_path_factory) -> Path:
 
 
 def converging_args(data, encoder, output_dir, batch_size=8):
-    """10 epochs of 20 steps (at global batch 8): enough for the tiny model, with one-head blocks (the default), to find
-    the keywords (6 gave test micro-F1 0.87, 8 0.99). With a random encoder, mean-pooled descriptions (the default, for
-    the pretrained one) are alike; first-token ones set the labels apart."""
-    extra = ["--epochs", 10, "--batch-size", batch_size, "--patience", 10, "--tune-thresholds",
+    """20 epochs of 20 steps (at global batch 8): enough for the tiny model, with one-head blocks and the shared scorer
+    (the defaults), to find the keywords. With a random encoder, mean-pooled descriptions (the default, for the
+    pretrained one) are alike; first-token ones set the labels apart."""
+    extra = ["--epochs", 20, "--batch-size", batch_size, "--patience", 20, "--tune-thresholds",
              "--label-pooling", "first"]  # fmt: skip
     return keyword_args(data, encoder, output_dir, *extra)
 
@@ -223,8 +223,8 @@ def test_multi_label_run_prints_counts_and_leaves_a_hub_ready_folder(hoc_run):
     assert record["validation"]["micro_f1"] == results["validation"]["micro_f1"]
     assert "micro_f1_at_0.5" in record["validation"]
     card = (output_dir / "model" / "README.md").read_text()
-    assert "| label_scorer | per_label |" in card and "| label_attention_heads | 1 |" in card
-    assert "shared_scorer_metric" not in card  # a per-label model has none
+    assert "| label_scorer | shared |" in card and "| label_attention_heads | 1 |" in card  # the defaults
+    assert "| shared_scorer_metric | learnt |" in card
 
 
 def test_single_label_script_run(mtc5_run):
@@ -620,18 +620,26 @@ def test_label_attention_options_are_refused_for_a_baseline(tiny_encoder, small_
     assert train_accelerate.parse_args([*base, "--head", head, "--label-pooling", "mean"]).head == head  # the default
 
 
-def test_the_shared_scorer_compares_by_the_encoders_own_cosine_unless_asked(
-    tiny_encoder, small_keywords, tmp_path, capsys
-):
-    """`--label-scorer shared` scores with P = I (chosen on validation: labels added later rank documents better);
-    `--shared-scorer-metric learnt` adds the learnt metric; the per-label scorer refuses the option."""
+def test_the_default_scorer_is_shared_with_its_learnt_metric(tiny_encoder, small_keywords, tmp_path, capsys):
+    """The default scorer is the shared one with its learnt metric (chosen on validation on HoC and MTC-5);
+    `--shared-scorer-metric identity` compares by the encoder's own cosine, `--label-scorer per_label` is the paper's
+    scorer, which has no metric to choose."""
     base = ["--data-dir", str(small_keywords), "--output-dir", str(tmp_path), "--encoder", str(tiny_encoder)]
     label_set = read_label_set(small_keywords / "labels.json")
-    for extra, learnt in [([], False), (["--shared-scorer-metric", "learnt"], True)]:
-        args = train_accelerate.parse_args([*base, "--label-scorer", "shared", *extra])
+    for extra, scorer, learnt in [
+        ([], "shared", True),
+        (["--shared-scorer-metric", "identity"], "shared", False),
+        (["--label-scorer", "per_label"], "per_label", None),
+    ]:
+        args = train_accelerate.parse_args([*base, *extra])
         model, _ = train_accelerate.build_model(args, label_set)
-        assert model.config.shared_scorer_metric is learnt and (model.scorer.metric is not None) is learnt
-        assert train_accelerate.hyperparameters_for_card(args)["shared_scorer_metric"] == args.shared_scorer_metric
+        card = train_accelerate.hyperparameters_for_card(args)
+        assert model.config.label_scorer == card["label_scorer"] == scorer
+        if learnt is None:
+            assert not hasattr(model.scorer, "metric") and "shared_scorer_metric" not in card
+        else:
+            assert model.config.shared_scorer_metric is learnt and (model.scorer.metric is not None) is learnt
+            assert card["shared_scorer_metric"] == args.shared_scorer_metric
     with pytest.raises(SystemExit):
-        train_accelerate.parse_args([*base, "--shared-scorer-metric", "learnt"])
+        train_accelerate.parse_args([*base, "--label-scorer", "per_label", "--shared-scorer-metric", "identity"])
     assert "--shared-scorer-metric: only for --label-scorer shared" in capsys.readouterr().err
