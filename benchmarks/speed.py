@@ -178,6 +178,16 @@ def make_step(head, mode, encoder, num_labels, batch_size, length, config=None, 
     return model, step
 
 
+def same_models_as(results: dict, mode: str, baseline: str):
+    """`mode` timed the same models as `baseline` another way: their model FLOPs are the baseline's (torch counts
+    what the kernels run, e.g. the fused attention's recomputed scores in its backward: kept as
+    `counted_flops_per_batch`), and their speed-up is over it."""
+    for head, measured in results[mode].items():
+        measured["counted_flops_per_batch"] = measured["flops_per_batch"]
+        measured["flops_per_batch"] = results[baseline][head]["flops_per_batch"]
+        measured["speedup"] = results[baseline][head]["seconds_per_batch"] / measured["seconds_per_batch"]
+
+
 def rates(mode, batch_size, length, seconds) -> dict:
     """Seconds per batch, and tokens (training) or documents (inference) per second."""
     if mode == "train":
@@ -362,19 +372,13 @@ def main(argv=None):
             autocast=torch.bfloat16, **common,
         )  # fmt: skip
     print(f"{results['cpu']} ({' '.join(results['cpu_flags'])}): peak {results['peak_flops_per_second']}", flush=True)
-    for head, measured in results["train_without_attention_dropout"].items():
-        # The same model, so the same model FLOPs (torch counts the fused kernel's recomputed scores in its backward).
-        measured["counted_flops_per_batch"] = measured["flops_per_batch"]
-        measured["flops_per_batch"] = results["train"][head]["flops_per_batch"]
-        measured["speedup"] = results["train"][head]["seconds_per_batch"] / measured["seconds_per_batch"]
-    for head, measured in results.get("train_bf16", {}).items():  # against fp32 without attention dropout, as it ran
-        fp32 = results["train_without_attention_dropout"][head]
-        measured["counted_flops_per_batch"] = measured["flops_per_batch"]
-        measured["flops_per_batch"] = fp32["flops_per_batch"]  # the same model's work
-        measured["speedup"] = fp32["seconds_per_batch"] / measured["seconds_per_batch"]
+    same_models_as(results, "train_without_attention_dropout", "train")
+    if "train_bf16" in results:
+        same_models_as(results, "train_bf16", "train_without_attention_dropout")  # fp32 as bf16 ran: no dropout
         bf16_peak = results["peak_flops_per_second"].get("bf16")  # none where bf16 is emulated
-        flops_per_second = measured["flops_per_batch"] / measured["seconds_per_batch"]
-        measured["mfu_bf16_peak"] = flops_per_second / bf16_peak if bf16_peak else None
+        for measured in results["train_bf16"].values():
+            flops_per_second = measured["flops_per_batch"] / measured["seconds_per_batch"]
+            measured["mfu_bf16_peak"] = flops_per_second / bf16_peak if bf16_peak else None
     for mode in ("train", "inference", "train_without_attention_dropout"):
         for measured in results[mode].values():
             measured["mfu"] = measured["flops_per_batch"] / measured["seconds_per_batch"] / max(fp32_peaks)
