@@ -219,10 +219,10 @@ def parse_args(argv=None):
         "label's own (the paper's).",
     )  # fmt: skip
     model.add_argument(
-        "--shared-scorer-metric", choices=("identity", "learnt"), default="learnt",
-        help="The shared scorer's similarity: learnt (chosen on validation for the whole task: a metric on the "
-        "encoder's states, starting at the identity, that bends it toward the labels trained on) or identity (the "
-        "fine-tuned encoder's own cosine: labels added after training rank documents better).",
+        "--shared-scorer-metric", choices=("identity", "learnt"),
+        help="The shared scorer's similarity: learnt (the default, chosen on validation for the whole task: a metric "
+        "on the encoder's states, starting at the identity, that bends it toward the labels trained on) or identity "
+        "(the fine-tuned encoder's own cosine: labels added after training rank documents better).",
     )  # fmt: skip
     model.add_argument(
         "--no-label-feed-forward", action="store_true",
@@ -307,8 +307,10 @@ def parse_args(argv=None):
         if given:
             flags = ", ".join(f"--{dest.replace('_', '-')}" for dest in given)
             parser.error(f"{flags}: only for --head label-attention; the {args.head} head has no label attention")
-    elif args.label_scorer != "shared" and args.shared_scorer_metric != parser.get_default("shared_scorer_metric"):
+    elif args.label_scorer != "shared" and args.shared_scorer_metric is not None:
         parser.error("--shared-scorer-metric: only for --label-scorer shared; the per-label scorer has no metric")
+    if args.shared_scorer_metric is None:  # no parser default, so that a given option can be told from an omitted one
+        args.shared_scorer_metric = "learnt"
     steps = str(args.checkpointing_steps)
     if args.checkpointing_steps not in (None, "epoch") and not (steps.isdigit() and int(steps) >= 1):
         parser.error(f"--checkpointing-steps must be a number of steps (at least 1) or 'epoch', got {steps!r}")

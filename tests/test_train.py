@@ -640,6 +640,10 @@ def test_the_default_scorer_is_shared_with_its_learnt_metric(tiny_encoder, small
         else:
             assert model.config.shared_scorer_metric is learnt and (model.scorer.metric is not None) is learnt
             assert card["shared_scorer_metric"] == args.shared_scorer_metric
-    with pytest.raises(SystemExit):
-        train_accelerate.parse_args([*base, "--label-scorer", "per_label", "--shared-scorer-metric", "identity"])
-    assert "--shared-scorer-metric: only for --label-scorer shared" in capsys.readouterr().err
+    for metric in ("identity", "learnt"):  # the default too: given, it is refused as any other value
+        with pytest.raises(SystemExit):
+            train_accelerate.parse_args([*base, "--label-scorer", "per_label", "--shared-scorer-metric", metric])
+        assert "--shared-scorer-metric: only for --label-scorer shared" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            train_accelerate.parse_args([*base, "--head", "linear", "--shared-scorer-metric", metric])
+        assert "--shared-scorer-metric: only for --head label-attention" in capsys.readouterr().err
