@@ -8,15 +8,19 @@ tuning effort) and optional `ablations` (changes to label attention's chosen rec
 reported, never adopted by this comparison). Instead of a sweep, a config may name another with `recipes_from`: each
 head then trains, on every seed, the setting that experiment's sweep chose for it, with this config's arguments (e.g.
 a change to every head's recipe, measured on every seed), and is paired seed by seed with that experiment's runs. The
-named config may itself have `recipes_from`: the settings then come from the sweep at the end of the chain. Each run
-is `train_accelerate.py` in its own process: the epoch kept is chosen on validation; test metrics are never used for a
-choice. `--heads` and `--seeds` limit a call to some heads and to the seeds their chosen settings train on (e.g. to
-add a seed); sweeps stay on their first seed. The summary then covers those heads and seeds only.
+named config may itself have `recipes_from`: the settings then come from the sweep at the end of the chain. A config
+may also name `baselines_from`, an experiment whose baseline heads trained with the same arguments (label attention's
+own aside): their records, at the settings its sweep chose, are paired seed by seed with this config's label attention
+(read, never trained here: train them with that config). Each run is `train_accelerate.py` in its own process:
+the epoch kept is chosen on validation; test metrics are never used for a choice. `--heads` and `--seeds` limit a call
+to some heads and to the seeds their chosen settings train on (e.g. to add a seed); sweeps stay on their first seed.
+The summary then covers those heads and seeds only.
 
 Every finished run leaves its record under `benchmarks/results/runs/` (`eval_results.json`, `train_log.jsonl`,
 `predictions.npz`): commit them, and an interrupted comparison resumes without redoing finished runs. Writes
 `<output>.json`, `<output>.md` and `<output>.png` (learning curves): test metrics as mean and standard deviation over
-seeds, per-seed paired differences between label attention and each baseline, and the evidence for the decision rule.
+seeds, per-seed paired differences between label attention and each baseline (with the paired t-test's 95% confidence
+interval and p-value: beyond seed noise where the interval excludes 0), and the evidence for the decision rule.
 """
 
 import argparse
@@ -170,13 +174,28 @@ def cross_fitted_threshold_gain(config, runs, split_seed=0) -> dict:
     return {"held_out_micro_f1_tuned": float(np.mean(tuned)), "held_out_micro_f1_at_0.5": float(np.mean(fixed))}
 
 
+def borrowed_baselines(config, runner: Runner) -> dict:
+    """With `baselines_from`: each of that experiment's baseline heads (`config["baseline_heads"]`) at the setting its
+    sweep chose, from its records (None for a head with no sweep record)."""
+    if "baselines_from" not in config:
+        return {}
+    swept = swept_by(config["baselines_from"])
+    settings = sweep_settings(sweep_of(swept))
+    return {head: choose(swept, head, [(setting, runner.recorded(swept, head, setting, swept["seeds"][0]))
+                                       for setting in settings])
+            for head in config["baseline_heads"]}  # fmt: skip
+
+
 def compare(config, runner: Runner, chosen: dict) -> dict:
+    """`chosen`: each head's choice, this config's heads' and then `baselines_from`'s (whose runs are only read)."""
     metric_names = MAIN_METRICS[config["problem_type"]]
     rows, per_seed = {}, {}
-    for head in config["heads"]:
+    owners = {head: config.get("baselines_from", config) if head not in config["heads"] else config for head in chosen}
+    for head, owner in owners.items():
         if chosen[head] is None:
             continue  # --no-train, and not one run of this head yet
-        runs = [runner.run(config, head, chosen[head]["setting"], seed) for seed in config["seeds"]]
+        read = runner.run if owner is config else runner.recorded
+        runs = [read(owner, head, chosen[head]["setting"], seed) for seed in config["seeds"]]
         runs = [run for run in runs if run is not None]  # all of them, unless --no-train left some out
         if not runs:
             continue  # --no-train, and the head's setting (from `recipes_from`) has no run yet
@@ -188,6 +207,7 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
             **{f"test_{name}": summarise([run["test"][name] for run in runs]) for name in metric_names},
             **{f"validation_{name}": summarise([run["validation"][name] for run in runs]) for name in metric_names},
             "wall_seconds": summarise([run["wall_seconds"] for run in runs]),
+            "experiment": owner["name"],
             "devices": sorted({run.get("device", "unknown") for run in runs}),
             "best_epochs": [run["best_epoch"] for run in runs],
             "learning_curves": [[record["validation"][metric_names[0]] for record in run["log"]] for run in runs],
@@ -207,6 +227,8 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
     if "recipes_from" in config:
         source = config["recipes_from"]
         for head, runs in per_seed.items():
+            if owners[head] is not config:
+                continue  # a borrowed baseline: this config changed nothing of it
             before = {seed: runner.recorded(source, head, chosen[head]["setting"], seed) for seed in runs}
             before = {seed: run for seed, run in before.items() if run is not None}
             if before:  # else no seed to pair: say nothing
@@ -222,6 +244,7 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
                           "test": run["test"][metric_names[0]], "best_epoch": run["best_epoch"]})  # fmt: skip
     return {"experiment": config["name"], "description": config.get("description", ""),
             "recipes_from": config["recipes_from"]["name"] if "recipes_from" in config else None,
+            "baselines_from": config["baselines_from"]["name"] if "baselines_from" in config else None,
             "swept_by": swept_by(config)["name"],
             "problem_type": config["problem_type"], "metrics": metric_names, "seeds": config["seeds"],
             "train_args": {**config["train_args"], **runner.overrides}, "sweep": sweep_of(config),
@@ -231,14 +254,37 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
 
 def paired_differences(runs: dict, others: dict, split: str, metric_names) -> dict:
     """Per metric, `runs` minus `others` (each {seed: run}) on `split`, seed by seed over the seeds both have: mean,
-    spread, values, and on how many seeds `runs` is ahead."""
+    spread, values, on how many seeds `runs` is ahead, and the paired t-test."""
     seeds = sorted(runs.keys() & others.keys())
     paired = {}
     for name in metric_names:
         differences = [runs[seed][split][name] - others[seed][split][name] for seed in seeds]
         if differences:
-            paired[name] = {**summarise(differences), "wins": sum(d > 0 for d in differences), "seeds": seeds}
+            paired[name] = {**summarise(differences), "wins": sum(d > 0 for d in differences), "seeds": seeds,
+                            **paired_t_test(differences)}  # fmt: skip
     return paired
+
+
+def paired_t_test(differences: list[float]) -> dict:
+    """The mean difference's 95% confidence interval and two-sided p-value (paired t-test over seeds); None where
+    there is no spread to estimate (one seed, or every difference the same)."""
+    from scipy import stats
+
+    if len(set(differences)) < 2:
+        return {"ci95": None, "p_value": None}
+    test = stats.ttest_1samp(differences, 0.0)
+    low, high = test.confidence_interval(0.95)
+    return {"ci95": [float(low), float(high)], "p_value": float(test.pvalue)}
+
+
+def paired_cell(name: str, difference: dict) -> str:
+    """One metric's paired difference in a summary: mean ± std (seeds ahead; 95% interval, p)."""
+    mean, std, wins, seeds = (difference[key] for key in ("mean", "std", "wins", "seeds"))
+    cell = f"{name} {mean:+.4f} ± {std:.4f} ({wins}/{len(seeds)}"
+    if difference.get("ci95"):
+        low, high = difference["ci95"]
+        cell += f"; 95% CI {low:+.4f} to {high:+.4f}, p = {difference['p_value']:.3f}"
+    return cell + ")"
 
 
 def choose(config, head, sweep) -> dict | None:
@@ -271,18 +317,21 @@ def markdown(experiments) -> str:
             lines.append(f"| {head} | {chosen} | " + " | ".join(cells) + " |")
         if experiment["paired_differences"]:
             lines += ["", "Paired differences on test, label attention minus baseline, per seed (mean ± std; "
-                      "seeds where label attention is ahead):", ""]  # fmt: skip
+                      "seeds where label attention is ahead; the paired t-test's 95% confidence interval and "
+                      "p-value):", ""]  # fmt: skip
+            if experiment.get("baselines_from"):
+                lines += [f"Baselines: {experiment['baselines_from']}'s runs (the same arguments, label attention's "
+                          "own aside), at the settings its sweep chose.", ""]  # fmt: skip
             for head, differences in experiment["paired_differences"].items():
-                cells = [f"{n} {d['mean']:+.4f} ± {d['std']:.4f} ({d['wins']}/{len(d['values'])})"
-                         for n, d in differences.items()]  # fmt: skip
+                cells = [paired_cell(n, d) for n, d in differences.items()]
                 seeds = next(iter(differences.values()))["seeds"] if differences else []
                 lines.append(f"- vs {head} (seeds {seeds}): " + "; ".join(cells))
         if experiment.get("change_from_source"):
             lines += ["", f"Paired differences, this experiment minus {experiment['recipes_from']} (same head, setting "
                       "and seed; mean ± std; seeds where this one is ahead):", ""]  # fmt: skip
             for head, splits in experiment["change_from_source"].items():
-                cells = [f"{split} {n} {d['mean']:+.4f} ± {d['std']:.4f} ({d['wins']}/{len(d['values'])})"
-                         for split, differences in splits.items() for n, d in differences.items()]  # fmt: skip
+                cells = [paired_cell(f"{split} {n}", d) for split, differences in splits.items()
+                         for n, d in differences.items()]  # fmt: skip
                 seeds = next(iter(splits["test"].values()))["seeds"] if splits["test"] else []
                 lines.append(f"- {head} (seeds {seeds}): " + "; ".join(cells))
         args = ", ".join(f"{k}={v}" for k, v in experiment["train_args"].items())
@@ -363,18 +412,42 @@ def whole_numbers(text: str) -> list[int]:
 
 
 def load_config(path: Path, named_by: tuple[str, ...] = ()) -> dict:
-    """An experiment's config file, named after its stem; `recipes_from` names another in the same folder."""
+    """An experiment's config file, named after its stem; `recipes_from` and `baselines_from` name others in the same
+    folder."""
     config = {**json.loads(path.read_text()), "name": path.stem}
     config["problem_type"] = json.loads((REPO / config["data_dir"] / "labels.json").read_text())["task"]
-    if "recipes_from" in config:
-        source = path.with_name(f"{config['recipes_from']}.json")
-        if not source.is_file():
-            raise SystemExit(f"{path}: recipes_from names {config['recipes_from']!r}, but there is no {source}")
-        chain = (*named_by, path.stem)
-        if source.stem in chain:
-            raise SystemExit(f"{path}: recipes_from goes round in a circle: {' -> '.join((*chain, source.stem))}")
-        config["recipes_from"] = load_config(source, chain)
+    for key in ("recipes_from", "baselines_from"):
+        if key in config:
+            source = path.with_name(f"{config[key]}.json")
+            if not source.is_file():
+                raise SystemExit(f"{path}: {key} names {config[key]!r}, but there is no {source}")
+            chain = (*named_by, path.stem)
+            if source.stem in chain:
+                raise SystemExit(f"{path}: {key} goes round in a circle: {' -> '.join((*chain, source.stem))}")
+            config[key] = load_config(source, chain)
+    if "baselines_from" in config:
+        check_baselines_pair(path, config)
+        config["baseline_heads"] = [head for head in config["baselines_from"]["heads"]
+                                    if head != LABEL_ATTENTION and head not in config["heads"]]  # fmt: skip
     return config
+
+
+def check_baselines_pair(path: Path, config: dict):
+    """Baselines borrowed from another experiment must have trained on the same data with the same arguments, the
+    options only label attention reads aside: else the pairing would compare budgets, not heads."""
+    from label_attention.train_accelerate import LABEL_ATTENTION_OPTIONS
+
+    source = config["baselines_from"]
+    ours, theirs = config["train_args"], source["train_args"]
+    differing = sorted(key for key in ours.keys() | theirs.keys()
+                       if key not in LABEL_ATTENTION_OPTIONS and ours.get(key) != theirs.get(key))  # fmt: skip
+    if source["data_dir"] != config["data_dir"]:
+        differing.insert(0, "data_dir")
+    if differing:
+        changes = ", ".join(f"{key} {source['train_args'].get(key, source.get(key))!r} there, "
+                            f"{ours.get(key, config.get(key))!r} here" for key in differing)  # fmt: skip
+        raise SystemExit(f"{path}: baselines_from {source['name']!r} trained otherwise ({changes}); paired baselines "
+                         "need the same data and arguments, label attention's own aside")
 
 
 def main(argv=None):
@@ -406,10 +479,13 @@ def main(argv=None):
     for path in args.configs:
         config = load_config(Path(path))
         if args.heads:
-            unknown = [head for head in args.heads if head not in config["heads"]]
+            known = config["heads"] + config.get("baseline_heads", [])
+            unknown = [head for head in args.heads if head not in known]
             if unknown:
-                parser.error(f"{path} has no head {', '.join(unknown)} (its heads: {', '.join(config['heads'])})")
-            config["heads"] = args.heads
+                parser.error(f"{path} has no head {', '.join(unknown)} (its heads: {', '.join(known)})")
+            config["heads"] = [head for head in args.heads if head in config["heads"]]
+            if "baseline_heads" in config:
+                config["baseline_heads"] = [head for head in args.heads if head in config["baseline_heads"]]
         if args.seeds:
             sweep_seed = [] if "recipes_from" in config else config["seeds"][:1]  # the seed its choice was made on
             config["seeds"] = sweep_seed + [seed for seed in args.seeds if seed not in sweep_seed]
@@ -437,6 +513,8 @@ def main(argv=None):
     chosen = {config["name"]: {} for config in configs}
     for (config, head), choice in zip(chains, choices):
         chosen[config["name"]][head] = choice
+    for config in configs:
+        chosen[config["name"]].update(borrowed_baselines(config, runner))
 
     experiments = [compare(config, runner, chosen[config["name"]]) for config in configs]
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

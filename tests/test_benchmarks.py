@@ -56,14 +56,15 @@ def test_lists_of_numbers_are_checked_by_the_parser(script, flag, value):
     assert f"argument {flag}: expected comma-separated whole numbers from 1, got {value!r}" in completed.stderr
 
 
-def test_recipes_from_in_a_circle_is_refused(tmp_path):
+@pytest.mark.parametrize("key", ["recipes_from", "baselines_from"])
+def test_configs_naming_each_other_in_a_circle_are_refused(tmp_path, key):
     for name, source in (("first", "second"), ("second", "first")):
-        config = {"data_dir": "../shared/data/hoc", "heads": ["linear"], "seeds": [1], "recipes_from": source}
+        config = {"data_dir": "../shared/data/hoc", "heads": ["linear"], "seeds": [1], key: source}
         (tmp_path / f"{name}.json").write_text(json.dumps(config))
     command = [sys.executable, REPO / "benchmarks" / "compare_heads.py", tmp_path / "first.json", "--no-train"]
     completed = run_child(command)
     assert completed.returncode == 1 and "Traceback" not in completed.stderr
-    assert "recipes_from goes round in a circle: first -> second -> first" in completed.stderr
+    assert f"{key} goes round in a circle: first -> second -> first" in completed.stderr
 
 
 def test_zero_shot_protocol_refuses_a_config_without_the_shared_scorers_metric(small_keywords, tmp_path):
@@ -166,8 +167,10 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     assert unpaired["change_from_source"] == {} and unpaired["paired_differences"] == {}
     assert "seeds []" not in output.with_suffix(".md").read_text()
 
-    # A change on top of the variant: tiny_hoc's choice, paired with the variant's runs.
-    on_top = {**variant, "recipes_from": "tiny_hoc_variant", "heads": ["label-attention"], "seeds": [1],
+    # A change on top of the variant: tiny_hoc's choice, paired with the variant's runs; its baselines are the
+    # variant's runs (the same arguments, label attention's own aside), read, not trained again.
+    on_top = {**variant, "recipes_from": "tiny_hoc_variant", "baselines_from": "tiny_hoc_variant",
+              "heads": ["label-attention"], "seeds": [1],
               "train_args": {**no_dropout, "no_label_feed_forward": True}}  # fmt: skip
     on_top_file = tmp_path / "tiny_hoc_on_top.json"
     on_top_file.write_text(json.dumps(on_top))
@@ -180,6 +183,20 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     assert stacked["change_from_source"]["label-attention"]["test"]["micro_f1"]["values"] == [after[0] - before[0]]
     summary = output.with_suffix(".md").read_text()
     assert "the one tiny_hoc's sweep chose" in summary and "this experiment minus tiny_hoc_variant" in summary
+    assert stacked["baselines_from"] == "tiny_hoc_variant" and "Baselines: tiny_hoc_variant's runs" in summary
+    borrowed = stacked["heads"]["mean-pooling"]
+    assert borrowed["experiment"] == "tiny_hoc_variant"
+    assert borrowed["chosen"] == experiment["heads"]["mean-pooling"]["chosen"]
+    assert borrowed["test_micro_f1"]["values"] == changed["heads"]["mean-pooling"]["test_micro_f1"]["values"][:1]
+    difference = stacked["paired_differences"]["mean-pooling"]["micro_f1"]
+    assert difference["values"] == [after[0] - borrowed["test_micro_f1"]["values"][0]] and difference["ci95"] is None
+    assert "mean-pooling" not in stacked["change_from_source"]  # this config changed nothing of the baseline
+    # Baselines trained otherwise are refused: the pairing would compare budgets, not heads.
+    unfair_file = tmp_path / "tiny_hoc_unfair.json"
+    unfair_file.write_text(json.dumps({**on_top, "train_args": {**on_top["train_args"], "epochs": 4}}))
+    completed = run_child([sys.executable, *[unfair_file if part == config_file else part for part in command]])
+    assert completed.returncode == 1 and "Traceback" not in completed.stderr
+    assert "baselines_from 'tiny_hoc_variant' trained otherwise (epochs 3 there, 4 here)" in completed.stderr
 
 
 def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_keywords, tmp_path):
