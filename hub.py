@@ -206,6 +206,7 @@ def _card_body(facts: _CardFacts, config: dict, repo_id, test_metrics: dict, val
         "has_label_f1": bool(per_label_f1),
         **{key: config.get(key) for key in ("label_attention_blocks", "label_attention_heads", "label_pooling",
                                             "fixed_label_embeddings", "label_scorer")},
+        "shared_scorer_metric": config.get("shared_scorer_metric", True),  # absent: the config class's default
         "hyperparameters": [{"name": _cell(key), "value": _cell(_value_text(value))}
                             for key, value in hyperparameters.items()],
         "metric_rows": _metric_rows(test_scores, validation_scores),

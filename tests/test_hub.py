@@ -184,6 +184,11 @@ def test_model_card_describes_the_scorer_the_model_has(model_folder, tmp_path):
                                      validation_metrics=None, hyperparameters={}))
     assert "one scorer shared by the labels" in text and "`add_labels` / `remove_labels`" in text
     assert "labels added later from their descriptions" in text and "a per-label scorer" not in text
+    assert "comparing by a learnt metric on the encoder's states" in text  # the config class's default
+    (folder / "config.json").write_text(json.dumps({**config, "label_scorer": "shared", "shared_scorer_metric": False}))
+    text = str(hub.render_model_card(folder, base_model=None, dataset_name="hoc", test_metrics={},
+                                     validation_metrics=None, hyperparameters={}))
+    assert "comparing by the encoder's own cosine" in text and "learnt metric" not in text
 
 
 def test_model_card_of_a_single_label_linear_baseline(tmp_path):
