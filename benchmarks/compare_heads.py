@@ -214,7 +214,7 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
         }
         if config["problem_type"] == "multi_label_classification":
             rows[head]["thresholds"] = cross_fitted_threshold_gain(config, runs)
-    paired = {}
+    paired, paired_on_validation = {}, {}
     if LABEL_ATTENTION in per_seed:
         for head in per_seed:
             if head == LABEL_ATTENTION:
@@ -222,6 +222,9 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
             differences = paired_differences(per_seed[LABEL_ATTENTION], per_seed[head], "test", metric_names)
             if differences:  # none where the two share no seed
                 paired[head] = differences
+                paired_on_validation[head] = paired_differences(
+                    per_seed[LABEL_ATTENTION], per_seed[head], "validation", metric_names
+                )
     # With `recipes_from`: what this config's change does to each head, against the source's runs of the same setting.
     changed = {}
     if "recipes_from" in config:
@@ -248,7 +251,8 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
             "swept_by": swept_by(config)["name"],
             "problem_type": config["problem_type"], "metrics": metric_names, "seeds": config["seeds"],
             "train_args": {**config["train_args"], **runner.overrides}, "sweep": sweep_of(config),
-            "heads": rows, "paired_differences": paired, "change_from_source": changed,
+            "heads": rows, "paired_differences": paired, "paired_differences_validation": paired_on_validation,
+            "change_from_source": changed,
             "ablations": ablations}  # fmt: skip
 
 
@@ -316,14 +320,16 @@ def markdown(experiments) -> str:
                       f"{row['wall_seconds']['mean']:.0f}", ", ".join(row["devices"])]  # fmt: skip
             lines.append(f"| {head} | {chosen} | " + " | ".join(cells) + " |")
         if experiment["paired_differences"]:
-            lines += ["", "Paired differences on test, label attention minus baseline, per seed (mean ± std; "
-                      "seeds where label attention is ahead; the paired t-test's 95% confidence interval and "
-                      "p-value):", ""]  # fmt: skip
+            lines += ["", "Paired differences on test (then on validation), label attention minus baseline, per "
+                      "seed (mean ± std; seeds where label attention is ahead; the paired t-test's 95% confidence "
+                      "interval and p-value):", ""]  # fmt: skip
             if experiment.get("baselines_from"):
                 lines += [f"Baselines: {experiment['baselines_from']}'s runs (the same arguments, label attention's "
                           "own aside), at the settings its sweep chose.", ""]  # fmt: skip
             for head, differences in experiment["paired_differences"].items():
                 cells = [paired_cell(n, d) for n, d in differences.items()]
+                cells += [paired_cell(f"validation {n}", d)
+                          for n, d in experiment["paired_differences_validation"][head].items()]  # fmt: skip
                 seeds = next(iter(differences.values()))["seeds"] if differences else []
                 lines.append(f"- vs {head} (seeds {seeds}): " + "; ".join(cells))
         if experiment.get("change_from_source"):

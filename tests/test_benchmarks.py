@@ -113,6 +113,10 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     difference = experiment["paired_differences"]["mean-pooling"]["micro_f1"]
     label_attention, baseline = (experiment["heads"][h]["test_micro_f1"]["values"] for h in ("label-attention", "mean-pooling"))
     assert difference["values"] == [a - b for a, b in zip(label_attention, baseline)]
+    on_validation = experiment["paired_differences_validation"]["mean-pooling"]["micro_f1"]
+    label_attention, baseline = (experiment["heads"][h]["validation_micro_f1"]["values"]
+                                 for h in ("label-attention", "mean-pooling"))  # fmt: skip
+    assert on_validation["values"] == [a - b for a, b in zip(label_attention, baseline)]
     assert [ablation["change"] for ablation in experiment["ablations"]] == [{"labels_file": str(other_labels_file)}]
     (ablation_record,) = (records / "tiny_hoc" / "label-attention").glob("*labels_file=*/seed1")
     assert ablation_record.parent.name.startswith("labels_file=labels_names_only.json,")  # a file's name, not a path
