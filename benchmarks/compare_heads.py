@@ -190,7 +190,7 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
     """`chosen`: each head's choice, this config's heads' and then `baselines_from`'s (whose runs are only read)."""
     metric_names = MAIN_METRICS[config["problem_type"]]
     rows, per_seed = {}, {}
-    owners = {head: config.get("baselines_from", config) if head not in config["heads"] else config for head in chosen}
+    owners = {head: config if head in config["heads"] else config["baselines_from"] for head in chosen}
     for head, owner in owners.items():
         if chosen[head] is None:
             continue  # --no-train, and not one run of this head yet
@@ -450,7 +450,7 @@ def check_baselines_pair(path: Path, config: dict):
     if source["data_dir"] != config["data_dir"]:
         differing.insert(0, "data_dir")
     if differing:
-        changes = ", ".join(f"{key} {source['train_args'].get(key, source.get(key))!r} there, "
+        changes = ", ".join(f"{key} {theirs.get(key, source.get(key))!r} there, "
                             f"{ours.get(key, config.get(key))!r} here" for key in differing)  # fmt: skip
         raise SystemExit(f"{path}: baselines_from {source['name']!r} trained otherwise ({changes}); paired baselines "
                          "need the same data and arguments, label attention's own aside")
