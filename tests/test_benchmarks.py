@@ -1,6 +1,7 @@
 """Smoke tests of the benchmark scripts, so that they cannot rot: each runs on a handful of documents for one step
 with a tiny encoder. They check that the scripts run and write their tables, not any speed or quality figure."""
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -54,6 +55,21 @@ def test_lists_of_numbers_are_checked_by_the_parser(script, flag, value):
     completed = run_child([sys.executable, REPO / "benchmarks" / script, *arguments, flag, value])
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
     assert f"argument {flag}: expected comma-separated whole numbers from 1, got {value!r}" in completed.stderr
+
+
+HEAD_COMPARISONS = sorted(path for path in (REPO / "benchmarks" / "configs").glob("*.json")
+                          if not path.name.startswith("zero_shot"))  # fmt: skip (zero_shot*.json: zero_shot.py's)
+
+
+@pytest.mark.parametrize("config_file", HEAD_COMPARISONS, ids=lambda path: path.stem)
+def test_every_committed_head_comparison_config_loads(config_file):
+    """The configs the README's figures come from still resolve: the experiments they name exist, and baselines
+    borrowed through `baselines_from` trained with the same data and arguments (a later edit of either is caught)."""
+    spec = importlib.util.spec_from_file_location("compare_heads", REPO / "benchmarks" / "compare_heads.py")
+    compare_heads = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_heads)
+    config = compare_heads.load_config(config_file)
+    assert config["name"] == config_file.stem and config["heads"] and config["seeds"]
 
 
 @pytest.mark.parametrize("key", ["recipes_from", "baselines_from"])
