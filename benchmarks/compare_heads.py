@@ -20,10 +20,13 @@ Every finished run leaves its record under `benchmarks/results/runs/` (`eval_res
 `predictions.npz`): commit them, and an interrupted comparison resumes without redoing finished runs. Writes
 `<output>.json`, `<output>.md` and `<output>.png` (learning curves): test metrics as mean and standard deviation over
 seeds, per-seed paired differences between label attention and each baseline (with the paired t-test's 95% confidence
-interval and p-value: beyond seed noise where the interval excludes 0), and the evidence for the decision rule.
+interval and p-value: beyond seed noise where the interval excludes 0; and, for the main metric, the gap's 95% interval
+with the test documents resampled: beyond test-set noise where that one excludes 0), and the evidence for the decision
+rule.
 """
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -221,6 +224,9 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
                 continue
             differences = paired_differences(per_seed[LABEL_ATTENTION], per_seed[head], "test", metric_names)
             if differences:  # none where the two share no seed
+                differences[metric_names[0]]["documents_resampled"] = documents_bootstrap(
+                    config, per_seed[LABEL_ATTENTION], per_seed[head]
+                )
                 paired[head] = differences
                 paired_on_validation[head] = paired_differences(
                     per_seed[LABEL_ATTENTION], per_seed[head], "validation", metric_names
@@ -281,6 +287,96 @@ def paired_t_test(differences: list[float]) -> dict:
     return {"ci95": [float(low), float(high)], "p_value": float(test.pvalue)}
 
 
+def documents_bootstrap(config, runs: dict, others: dict, resamples: int = 10_000) -> dict:
+    """The paired gap in the main test metric (`runs` minus `others`, each head's metric averaged over the seeds both
+    have, as in the table) with the test documents resampled, pairs kept: its 95% interval says how far the gap could
+    move on another test set of this size from the same distribution. Every seed is scored on the same documents, so
+    the t-test over seeds cannot see that noise. Also the share of resamples where `runs` is not ahead."""
+    seeds = sorted(runs.keys() & others.keys())
+    per_document = {name: np.stack([document_statistics(config, group[seed]) for seed in seeds])
+                    for name, group in (("runs", runs), ("others", others))}  # fmt: skip
+    documents = per_document["runs"].shape[1]
+    # Each resample as how often it draws each document: a (resamples, documents) matrix of counts.
+    counts = np.random.default_rng(0).multinomial(documents, np.full(documents, 1 / documents), size=resamples)
+
+    def metric(head_counts):  # (seeds, documents, k) -> per resample, the metric averaged over the seeds
+        return metric_from_sums(config, np.einsum("rd,sdk->rsk", counts, head_counts), documents).mean(axis=1)
+
+    gaps = metric(per_document["runs"]) - metric(per_document["others"])
+    low, high = np.percentile(gaps, [2.5, 97.5])
+    return {"ci95": [float(low), float(high)], "not_ahead": float(np.mean(gaps <= 0)), "resamples": resamples}
+
+
+def document_statistics(config, run) -> np.ndarray:
+    """Per test document, the counts the main metric is made of: (true positives, false positives, false negatives)
+    over the labels for micro-F1, (correct,) for accuracy; decisions by the training script's rule. Checked against
+    the run's recorded metric."""
+    import torch
+
+    from label_attention.modeling_label_attention import decisions_from_logits
+
+    logits, gold = test_predictions(config, run)
+    decisions = decisions_from_logits(torch.from_numpy(logits), config["problem_type"]).numpy()
+    if config["problem_type"] == "multi_label_classification":
+        decisions, gold = decisions.astype(bool), gold.astype(bool)
+        counts = [(decisions & gold).sum(1), (decisions & ~gold).sum(1), (~decisions & gold).sum(1)]
+    else:
+        counts = [decisions == gold]
+    counts = np.stack(counts, axis=1).astype(float)
+    main = MAIN_METRICS[config["problem_type"]][0]
+    if not np.isclose(metric_from_sums(config, counts.sum(0), len(gold)), run["test"][main]):
+        raise SystemExit(f"{run['record']}: its test logits decided at the default rule do not give its recorded "
+                         f"{main} (decision thresholds of its own?); cannot resample its documents")  # fmt: skip
+    return counts
+
+
+def metric_from_sums(config, sums: np.ndarray, documents: int) -> np.ndarray:
+    """The main metric from `document_statistics` summed over documents (the last axis holds the counts)."""
+    if config["problem_type"] == "multi_label_classification":
+        true_positives, false_positives, false_negatives = np.moveaxis(sums, -1, 0)
+        return 2 * true_positives / np.maximum(2 * true_positives + false_positives + false_negatives, 1)
+    return sums[..., 0] / documents
+
+
+def test_predictions(config, run) -> tuple[np.ndarray, np.ndarray]:
+    """A run's test logits and references, rows in the test file's order. Records made before predictions.npz kept
+    that order have their rows sorted by token length, as the evaluation loader read them then: those are put back
+    (the same stable sort, by the run's tokenizer and length limit) and checked against the file's labels."""
+    with np.load(run["record"] / "predictions.npz") as predictions:
+        logits, references = predictions["test_logits"], predictions["test_references"]
+    train_args = {**config["train_args"], **run.get("train_args", {})}
+    texts, gold = test_split(config["data_dir"])
+    limit = int(train_args.get("max_eval_samples") or len(texts))  # the run read the first `limit` documents
+    texts, gold = texts[:limit], gold[:limit]
+    if not np.array_equal(references, gold):
+        order = np.argsort(length_order(texts, train_args.get("encoder"), int(train_args["max_length"])))
+        logits, references = logits[order], references[order]
+        if not np.array_equal(references, gold):
+            raise SystemExit(f"{run['record']}: its test rows match neither the test file's order nor the order by "
+                             "length; cannot pair its documents with another run's")  # fmt: skip
+    return logits, gold
+
+
+@functools.cache
+def test_split(data_dir: str) -> tuple[list[str], np.ndarray]:
+    """The test file's texts and references as predictions.npz holds them (multi-hot, or class ids)."""
+    from label_attention.data_label_attention import load_splits
+
+    splits, _ = load_splits(REPO / data_dir)
+    return list(splits["test"]["text"]), np.array(splits["test"]["labels"])
+
+
+def length_order(texts: list[str], encoder: str | None, max_length: int) -> list[int]:
+    """The indices of `texts` by token length, ascending (stable): the evaluation order of the older records."""
+    from transformers import AutoTokenizer
+
+    from label_attention.train_accelerate import default_encoder
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder or default_encoder())
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    return sorted(range(len(texts)), key=lengths.__getitem__)
+
+
 def paired_cell(name: str, difference: dict) -> str:
     """One metric's paired difference in a summary: mean ± std (seeds ahead; 95% interval, p)."""
     mean, std, wins, seeds = (difference[key] for key in ("mean", "std", "wins", "seeds"))
@@ -288,6 +384,11 @@ def paired_cell(name: str, difference: dict) -> str:
     if difference.get("ci95"):
         low, high = difference["ci95"]
         cell += f"; 95% CI {low:+.4f} to {high:+.4f}, p = {difference['p_value']:.3f}"
+    if difference.get("documents_resampled"):
+        resampled = difference["documents_resampled"]
+        low, high = resampled["ci95"]
+        cell += (f"; test documents resampled: 95% interval {low:+.4f} to {high:+.4f}, "
+                 f"not ahead in {resampled['not_ahead']:.1%}")  # fmt: skip
     return cell + ")"
 
 
@@ -322,7 +423,8 @@ def markdown(experiments) -> str:
         if experiment["paired_differences"]:
             lines += ["", "Paired differences on test (then on validation), label attention minus baseline, per "
                       "seed (mean ± std; seeds where label attention is ahead; the paired t-test's 95% confidence "
-                      "interval and p-value):", ""]  # fmt: skip
+                      "interval and p-value; for the main test metric also the gap's 95% interval with the test "
+                      "documents resampled, and how often it is then not ahead):", ""]  # fmt: skip
             if experiment.get("baselines_from"):
                 lines += [f"Baselines: {experiment['baselines_from']}'s runs (the same arguments, label attention's "
                           "own aside), at the settings its sweep chose.", ""]  # fmt: skip

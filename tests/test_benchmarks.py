@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from training_runs import REPO, check_child, run_child
 
@@ -61,15 +62,38 @@ HEAD_COMPARISONS = sorted(path for path in (REPO / "benchmarks" / "configs").glo
                           if not path.name.startswith("zero_shot"))  # fmt: skip (zero_shot*.json: zero_shot.py's)
 
 
+@pytest.fixture(scope="module")
+def compare_heads():
+    """benchmarks/compare_heads.py as a module, in this process."""
+    spec = importlib.util.spec_from_file_location("compare_heads", REPO / "benchmarks" / "compare_heads.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("config_file", HEAD_COMPARISONS, ids=lambda path: path.stem)
-def test_every_committed_head_comparison_config_loads(config_file):
+def test_every_committed_head_comparison_config_loads(compare_heads, config_file):
     """The configs the README's figures come from still resolve: the experiments they name exist, and baselines
     borrowed through `baselines_from` trained with the same data and arguments (a later edit of either is caught)."""
-    spec = importlib.util.spec_from_file_location("compare_heads", REPO / "benchmarks" / "compare_heads.py")
-    compare_heads = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare_heads)
     config = compare_heads.load_config(config_file)
     assert config["name"] == config_file.stem and config["heads"] and config["seeds"]
+
+
+def test_older_records_test_rows_are_put_back_in_the_files_order(compare_heads, tiny_encoder, tmp_path):
+    """Records made before predictions.npz kept the test file's order hold their rows sorted by token length; pairing
+    documents across runs puts them back, and refuses rows in neither order."""
+    config = {"data_dir": "../shared/data/hoc", "train_args": {"max_length": 512, "encoder": str(tiny_encoder)}}
+    texts, gold = compare_heads.test_split(config["data_dir"])
+    order = compare_heads.length_order(texts[:40], str(tiny_encoder), 512)
+    assert order != sorted(order)  # abstracts of different lengths: the two orders differ
+    logits = np.random.default_rng(0).normal(size=gold[:40].shape)
+    np.savez(tmp_path / "predictions.npz", test_logits=logits[order], test_references=gold[:40][order])
+    run = {"record": tmp_path, "train_args": {"max_eval_samples": 40}}
+    put_back, references = compare_heads.test_predictions(config, run)
+    assert np.array_equal(put_back, logits) and np.array_equal(references, gold[:40])
+    np.savez(tmp_path / "predictions.npz", test_logits=logits, test_references=gold[:40][::-1])
+    with pytest.raises(SystemExit, match="match neither the test file's order nor the order by length"):
+        compare_heads.test_predictions(config, run)
 
 
 @pytest.mark.parametrize("key", ["recipes_from", "baselines_from"])
@@ -133,6 +157,10 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     label_attention, baseline = (experiment["heads"][h]["validation_micro_f1"]["values"]
                                  for h in ("label-attention", "mean-pooling"))  # fmt: skip
     assert on_validation["values"] == [a - b for a, b in zip(label_attention, baseline)]
+    resampled = difference["documents_resampled"]  # test documents resampled, pairs kept
+    low, high = resampled["ci95"]
+    assert low <= difference["mean"] <= high and 0 <= resampled["not_ahead"] <= 1
+    assert "test documents resampled" in output.with_suffix(".md").read_text()
     assert [ablation["change"] for ablation in experiment["ablations"]] == [{"labels_file": str(other_labels_file)}]
     (ablation_record,) = (records / "tiny_hoc" / "label-attention").glob("*labels_file=*/seed1")
     assert ablation_record.parent.name.startswith("labels_file=labels_names_only.json,")  # a file's name, not a path
