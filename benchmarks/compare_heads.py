@@ -315,7 +315,7 @@ def document_statistics(config, run) -> np.ndarray:
 
     from label_attention.modeling_label_attention import decisions_from_logits
 
-    logits, gold = test_predictions(config, run)
+    logits, gold = predictions_on_test(config, run)
     decisions = decisions_from_logits(torch.from_numpy(logits), config["problem_type"]).numpy()
     if config["problem_type"] == "multi_label_classification":
         decisions, gold = decisions.astype(bool), gold.astype(bool)
@@ -338,14 +338,14 @@ def metric_from_sums(config, sums: np.ndarray, documents: int) -> np.ndarray:
     return sums[..., 0] / documents
 
 
-def test_predictions(config, run) -> tuple[np.ndarray, np.ndarray]:
+def predictions_on_test(config, run) -> tuple[np.ndarray, np.ndarray]:
     """A run's test logits and references, rows in the test file's order. Records made before predictions.npz kept
     that order have their rows sorted by token length, as the evaluation loader read them then: those are put back
     (the same stable sort, by the run's tokenizer and length limit) and checked against the file's labels."""
     with np.load(run["record"] / "predictions.npz") as predictions:
         logits, references = predictions["test_logits"], predictions["test_references"]
     train_args = {**config["train_args"], **run.get("train_args", {})}
-    texts, gold = test_split(config["data_dir"])
+    texts, gold = read_test_split(config["data_dir"])
     limit = int(train_args.get("max_eval_samples") or len(texts))  # the run read the first `limit` documents
     texts, gold = texts[:limit], gold[:limit]
     if not np.array_equal(references, gold):
@@ -358,7 +358,7 @@ def test_predictions(config, run) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.cache
-def test_split(data_dir: str) -> tuple[list[str], np.ndarray]:
+def read_test_split(data_dir: str) -> tuple[list[str], np.ndarray]:
     """The test file's texts and references as predictions.npz holds them (multi-hot, or class ids)."""
     from label_attention.data_label_attention import load_splits
 

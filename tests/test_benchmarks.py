@@ -83,17 +83,17 @@ def test_older_records_test_rows_are_put_back_in_the_files_order(compare_heads, 
     """Records made before predictions.npz kept the test file's order hold their rows sorted by token length; pairing
     documents across runs puts them back, and refuses rows in neither order."""
     config = {"data_dir": "../shared/data/hoc", "train_args": {"max_length": 512, "encoder": str(tiny_encoder)}}
-    texts, gold = compare_heads.test_split(config["data_dir"])
+    texts, gold = compare_heads.read_test_split(config["data_dir"])
     order = compare_heads.length_order(texts[:40], str(tiny_encoder), 512)
     assert order != sorted(order)  # abstracts of different lengths: the two orders differ
     logits = np.random.default_rng(0).normal(size=gold[:40].shape)
     np.savez(tmp_path / "predictions.npz", test_logits=logits[order], test_references=gold[:40][order])
     run = {"record": tmp_path, "train_args": {"max_eval_samples": 40}}
-    put_back, references = compare_heads.test_predictions(config, run)
+    put_back, references = compare_heads.predictions_on_test(config, run)
     assert np.array_equal(put_back, logits) and np.array_equal(references, gold[:40])
     np.savez(tmp_path / "predictions.npz", test_logits=logits, test_references=gold[:40][::-1])
     with pytest.raises(SystemExit, match="match neither the test file's order nor the order by length"):
-        compare_heads.test_predictions(config, run)
+        compare_heads.predictions_on_test(config, run)
 
 
 @pytest.mark.parametrize("key", ["recipes_from", "baselines_from"])
