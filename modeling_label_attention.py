@@ -745,18 +745,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         (a single-label model predicts its most likely class). Sets `config.decision_thresholds` (0.5 for every
         other label where there were none) and returns the new thresholds by label name.
         """  # fmt: skip
-        if self.config.problem_type != "multi_label_classification":
-            raise ValueError("Thresholds decide only multi-label predictions (a single-label model predicts its argmax).")
-        label_names = self._label_list(label_names)
-        if not label_names:
-            raise ValueError("Give at least one label to calibrate.")
-        unknown = [name for name in label_names if name not in self.config.label2id]
-        if unknown:
-            raise ValueError(f"No label named {unknown} in this model; its labels: {self._label_names()}.")
-        calibrated = [self.config.label2id[name] for name in label_names]
-        others = [i for i in range(self.config.num_labels) if i not in calibrated]
-        if not others:
-            raise ValueError("Every label is to be calibrated: the rate to match is that of the model's other labels.")
+        self._calibrated_ids(label_names)  # a bad name is refused before any text is read
         texts = self._label_list(texts)
         if not texts or not all(isinstance(text, str) and text.strip() for text in texts):
             raise ValueError("Give a non-empty list of non-empty texts to calibrate the thresholds on.")
@@ -768,13 +757,40 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
             for start in range(0, len(texts), batch_size)
         ])  # fmt: skip
         self.train(was_training)
+        return self.calibrate_thresholds_from_logits(label_names, logits)
+
+    def calibrate_thresholds_from_logits(self, label_names: list[str], logits: torch.Tensor) -> dict[str, float]:
+        """`calibrate_thresholds` from this model's logits `(texts, num_labels)` on the unlabelled texts, where you
+        have them already (e.g. scored for something else): the same thresholds, without reading the texts again."""
+        calibrated = self._calibrated_ids(label_names)
+        label_names = self._label_list(label_names)
+        logits = torch.as_tensor(logits).float()
+        if logits.ndim != 2 or logits.shape[1] != self.config.num_labels or not len(logits):
+            raise ValueError(f"Give the logits of at least one text, shaped (texts, {self.config.num_labels}); "
+                             f"got {tuple(logits.shape)}.")  # fmt: skip
+        others = [i for i in range(self.config.num_labels) if i not in calibrated]
         rate = self.predict_from_logits(logits)[:, others].float().mean().item()
-        predicted = max(1, round(rate * len(texts)))  # at least one text: a threshold above every score decides nothing
+        predicted = max(1, round(rate * len(logits)))  # at least one text: a threshold above every score decides nothing
         thresholds = list(self.config.decision_thresholds or [0.5] * self.config.num_labels)
         for label_id in calibrated:
             thresholds[label_id] = torch.sigmoid(logits[:, label_id]).topk(predicted).values[-1].item()
         self.config.decision_thresholds = thresholds
         return {name: thresholds[label_id] for name, label_id in zip(label_names, calibrated)}
+
+    def _calibrated_ids(self, label_names) -> list[int]:
+        """The ids of the labels to calibrate, after the checks both calibrations share."""
+        if self.config.problem_type != "multi_label_classification":
+            raise ValueError("Thresholds decide only multi-label predictions (a single-label model predicts its argmax).")
+        label_names = self._label_list(label_names)
+        if not label_names:
+            raise ValueError("Give at least one label to calibrate.")
+        unknown = [name for name in label_names if name not in self.config.label2id]
+        if unknown:
+            raise ValueError(f"No label named {unknown} in this model; its labels: {self._label_names()}.")
+        calibrated = [self.config.label2id[name] for name in label_names]
+        if len(set(calibrated)) == self.config.num_labels:
+            raise ValueError("Every label is to be calibrated: the rate to match is that of the model's other labels.")
+        return calibrated
 
     @staticmethod
     def _label_list(values) -> list:

@@ -147,7 +147,7 @@ def zero_shot_scores(model_dir: Path, held_out: list[str], task: Task, train_arg
         for split in ("validation", "test")
     }
     at_half = model.predict_from_logits(logits["test"])[:, columns].numpy()
-    thresholds = model.calibrate_thresholds(held_out, task.texts["validation"], tokenizer, max_length, batch_size)
+    thresholds = model.calibrate_thresholds_from_logits(held_out, logits["validation"])  # the validation texts'
     calibrated = model.predict_from_logits(logits["test"])[:, columns].numpy()
     return logits["test"][:, columns].numpy(), at_half, calibrated, thresholds, logits["validation"][:, columns].numpy()
 

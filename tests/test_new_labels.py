@@ -187,6 +187,21 @@ def test_calibrated_threshold_predicts_a_new_label_as_often_as_the_others(make_m
     assert decisions[:, 3].sum() == max(1, round(rate * len(CALIBRATION_TEXTS)))
 
 
+def test_calibration_from_logits_gives_the_texts_thresholds(make_model, tokenizer):
+    """Logits already computed on the texts calibrate as the texts do, without reading them again."""
+    model = make_model(label_scorer="shared")
+    model.add_labels([NEW_NAME], [NEW_DESCRIPTION], tokenizer)
+    from_texts = model.calibrate_thresholds([NEW_NAME], CALIBRATION_TEXTS, tokenizer, batch_size=5)
+    model.config.decision_thresholds = None
+    batches = [CALIBRATION_TEXTS[start : start + 5] for start in range(0, len(CALIBRATION_TEXTS), 5)]
+    scored = torch.cat([logits(model, encode(tokenizer, batch)) for batch in batches])
+    assert model.calibrate_thresholds_from_logits([NEW_NAME], scored) == pytest.approx(from_texts)
+    config = model.config.to_dict()
+    with pytest.raises(ValueError, match=rf"shaped \(texts, 4\); got \({len(CALIBRATION_TEXTS)}, 3\)"):
+        model.calibrate_thresholds_from_logits([NEW_NAME], scored[:, :3])
+    assert model.config.to_dict() == config
+
+
 @pytest.mark.parametrize(
     ("kwargs", "names", "texts", "message"),
     [
