@@ -745,7 +745,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         (a single-label model predicts its most likely class). Sets `config.decision_thresholds` (0.5 for every
         other label where there were none) and returns the new thresholds by label name.
         """  # fmt: skip
-        self._calibrated_ids(label_names)  # a bad name is refused before any text is read
+        label_names, calibrated = self._labels_to_calibrate(label_names)  # refused before any text is read
         texts = self._label_list(texts)
         if not texts or not all(isinstance(text, str) and text.strip() for text in texts):
             raise ValueError("Give a non-empty list of non-empty texts to calibrate the thresholds on.")
@@ -757,17 +757,20 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
             for start in range(0, len(texts), batch_size)
         ])  # fmt: skip
         self.train(was_training)
-        return self.calibrate_thresholds_from_logits(label_names, logits)
+        return self._calibrate(label_names, calibrated, logits)
 
     def calibrate_thresholds_from_logits(self, label_names: list[str], logits: torch.Tensor) -> dict[str, float]:
         """`calibrate_thresholds` from this model's logits `(texts, num_labels)` on the unlabelled texts, where you
         have them already (e.g. scored for something else): the same thresholds, without reading the texts again."""
-        calibrated = self._calibrated_ids(label_names)
-        label_names = self._label_list(label_names)
+        label_names, calibrated = self._labels_to_calibrate(label_names)
         logits = torch.as_tensor(logits).float()
         if logits.ndim != 2 or logits.shape[1] != self.config.num_labels or not len(logits):
             raise ValueError(f"Give the logits of at least one text, shaped (texts, {self.config.num_labels}); "
                              f"got {tuple(logits.shape)}.")  # fmt: skip
+        return self._calibrate(label_names, calibrated, logits)
+
+    def _calibrate(self, label_names: list[str], calibrated: list[int], logits: torch.Tensor) -> dict[str, float]:
+        """Both calibrations' rule, on checked labels and logits; sets `config.decision_thresholds`."""
         others = [i for i in range(self.config.num_labels) if i not in calibrated]
         rate = self.predict_from_logits(logits)[:, others].float().mean().item()
         predicted = max(1, round(rate * len(logits)))  # at least one text: a threshold above every score decides nothing
@@ -777,8 +780,9 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         self.config.decision_thresholds = thresholds
         return {name: thresholds[label_id] for name, label_id in zip(label_names, calibrated)}
 
-    def _calibrated_ids(self, label_names) -> list[int]:
-        """The ids of the labels to calibrate, after the checks both calibrations share."""
+    def _labels_to_calibrate(self, label_names) -> tuple[list[str], list[int]]:
+        """The names of the labels to calibrate, as a list, and their ids, after the checks both calibrations
+        share."""
         if self.config.problem_type != "multi_label_classification":
             raise ValueError("Thresholds decide only multi-label predictions (a single-label model predicts its argmax).")
         label_names = self._label_list(label_names)
@@ -790,7 +794,7 @@ class LabelAttentionForSequenceClassification(LabelAttentionPreTrainedModel):
         calibrated = [self.config.label2id[name] for name in label_names]
         if len(set(calibrated)) == self.config.num_labels:
             raise ValueError("Every label is to be calibrated: the rate to match is that of the model's other labels.")
-        return calibrated
+        return label_names, calibrated
 
     @staticmethod
     def _label_list(values) -> list:

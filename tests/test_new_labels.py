@@ -167,6 +167,12 @@ CALIBRATION_TEXTS = [
 ]  # fmt: skip
 
 
+def calibration_logits(model, tokenizer) -> torch.Tensor:
+    """The model's logits on CALIBRATION_TEXTS, in batches of 5 as the calibrations in these tests read them."""
+    batches = [CALIBRATION_TEXTS[start : start + 5] for start in range(0, len(CALIBRATION_TEXTS), 5)]
+    return torch.cat([logits(model, encode(tokenizer, batch)) for batch in batches])
+
+
 @pytest.mark.parametrize("tuned", [True, False])
 def test_calibrated_threshold_predicts_a_new_label_as_often_as_the_others(make_model, tokenizer, tuned):
     model = make_model(label_scorer="shared")
@@ -180,8 +186,7 @@ def test_calibrated_threshold_predicts_a_new_label_as_often_as_the_others(make_m
     trained = list(model.config.decision_thresholds or [0.5] * 3)[:3]
     calibrated = model.calibrate_thresholds([NEW_NAME], CALIBRATION_TEXTS, tokenizer, batch_size=5)
     assert model.config.decision_thresholds == trained + [calibrated[NEW_NAME]]
-    batches = [CALIBRATION_TEXTS[start : start + 5] for start in range(0, len(CALIBRATION_TEXTS), 5)]
-    decisions = model.predict_from_logits(torch.cat([logits(model, encode(tokenizer, batch)) for batch in batches]))
+    decisions = model.predict_from_logits(calibration_logits(model, tokenizer))
     rate = decisions[:, :3].float().mean().item()
     assert 0 < rate < 1 or not tuned
     assert decisions[:, 3].sum() == max(1, round(rate * len(CALIBRATION_TEXTS)))
@@ -193,8 +198,7 @@ def test_calibration_from_logits_gives_the_texts_thresholds(make_model, tokenize
     model.add_labels([NEW_NAME], [NEW_DESCRIPTION], tokenizer)
     from_texts = model.calibrate_thresholds([NEW_NAME], CALIBRATION_TEXTS, tokenizer, batch_size=5)
     model.config.decision_thresholds = None
-    batches = [CALIBRATION_TEXTS[start : start + 5] for start in range(0, len(CALIBRATION_TEXTS), 5)]
-    scored = torch.cat([logits(model, encode(tokenizer, batch)) for batch in batches])
+    scored = calibration_logits(model, tokenizer)
     assert model.calibrate_thresholds_from_logits([NEW_NAME], scored) == pytest.approx(from_texts)
     config = model.config.to_dict()
     with pytest.raises(ValueError, match=rf"shaped \(texts, 4\); got \({len(CALIBRATION_TEXTS)}, 3\)"):
