@@ -798,6 +798,7 @@ def score_best_model(
     as `eval_orders` says the loaders shuffled them); writes eval_results.json."""
     best = accelerator.prepare(model_class.from_pretrained(Path(args.output_dir, "model"), trust_remote_code=True))
     results = {"head": args.head, "best_epoch": progress.best_epoch, "training_seconds": round(training_seconds, 1)}
+    results["mixed_precision"] = args.mixed_precision  # the one it trained in: a CPU without native bf16 falls back
     thresholds = getattr(accelerator.unwrap_model(best).config, "decision_thresholds", None)
     predictions = {}
     for name, loader in eval_dataloaders.items():

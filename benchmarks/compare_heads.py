@@ -60,6 +60,13 @@ def machine() -> str:
     return f"{cpu_name()} ({os.cpu_count()} cores)"
 
 
+def trained_on(run: dict) -> str:
+    """The machine a run trained on and, where its record says (newer ones do), the precision it trained in."""
+    device = run.get("device", "unknown")
+    precision = run.get("mixed_precision")
+    return device if precision is None else f"{device}, {'fp32' if precision == 'no' else precision}"
+
+
 def setting_name(setting: dict) -> str:
     """The folder name of a setting's records; a path value (e.g. `labels_file`) is named by its file name."""
     named = {key: Path(value).name if "/" in str(value) else value for key, value in setting.items()}
@@ -211,7 +218,7 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
             **{f"validation_{name}": summarise([run["validation"][name] for run in runs]) for name in metric_names},
             "wall_seconds": summarise([run["wall_seconds"] for run in runs]),
             "experiment": owner["name"],
-            "devices": sorted({run.get("device", "unknown") for run in runs}),
+            "devices": sorted({trained_on(run) for run in runs}),
             "best_epochs": [run["best_epoch"] for run in runs],
             "learning_curves": [[record["validation"][metric_names[0]] for record in run["log"]] for run in runs],
         }

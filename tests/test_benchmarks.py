@@ -150,6 +150,7 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
         assert len(row["sweep"]) == 2 and row["chosen"] in [score["setting"] for score in row["sweep"]]
         assert len(row["test_micro_f1"]["values"]) == 2 and len(row["learning_curves"]) == 2
         assert set(row["thresholds"]) == {"held_out_micro_f1_tuned", "held_out_micro_f1_at_0.5"}
+        assert all(device.endswith(", fp32") for device in row["devices"])  # the machine and the precision trained in
     difference = experiment["paired_differences"]["mean-pooling"]["micro_f1"]
     label_attention, baseline = (experiment["heads"][h]["test_micro_f1"]["values"] for h in ("label-attention", "mean-pooling"))
     assert difference["values"] == [a - b for a, b in zip(label_attention, baseline)]

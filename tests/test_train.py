@@ -509,7 +509,7 @@ def test_bf16_mixed_precision(tiny_encoder, small_keywords, tmp_path, monkeypatc
     assert train([*args, "--mixed-precision", "bf16"]) == 0
     assert "| mixed_precision | bf16 |" in (tmp_path / "model" / "README.md").read_text()
     results = read_json(tmp_path / "eval_results.json")
-    assert 0.0 <= results["test"]["micro_f1"] <= 1.0
+    assert 0.0 <= results["test"]["micro_f1"] <= 1.0 and results["mixed_precision"] == "bf16"
     # Weights are kept in float32; only the computation ran in bfloat16.
     dtypes = {tensor.dtype for tensor in load_file(tmp_path / "model" / "model.safetensors").values()}
     assert dtypes <= {torch.float32, torch.int64}
@@ -538,6 +538,7 @@ def test_emulated_bf16_falls_back_to_fp32_with_a_warning(tiny_encoder, small_key
     assert train([*args, "--mixed-precision", "bf16"]) == 0
     assert "warning: this CPU has no native bf16" in capsys.readouterr().err
     assert "| mixed_precision | no |" in (tmp_path / "model" / "README.md").read_text()
+    assert read_json(tmp_path / "eval_results.json")["mixed_precision"] == "no"  # what it trained in, not what was asked
 
 
 def test_training_batches_group_documents_of_similar_length(tokenizer):
