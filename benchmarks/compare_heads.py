@@ -505,7 +505,8 @@ def plot_learning_curves(experiments, path: Path):
         axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         axis.set_ylabel(f"validation {experiment['metrics'][0]}")
         axis.grid(alpha=0.3)
-        axis.legend()
+        if experiment["heads"]:  # none where no seed asked for has a run yet
+            axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -1,25 +1,45 @@
 """Smoke tests of the benchmark scripts, so that they cannot rot: each runs on a handful of documents for one step
 with a tiny encoder. They check that the scripts run and write their tables, not any speed or quality figure."""
 
-import importlib.util
+import functools
+import importlib
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from training_runs import REPO, check_child, run_child
+from training_runs import CHILD_ENV, REPO, run_child
 
 
-def run(*command):
-    """The script in a child process (one thread, offline), which must succeed."""
-    return check_child(run_child([sys.executable, *command], timeout=600))
+@pytest.fixture
+def run_main(capsys, monkeypatch):
+    """`python benchmarks/NAME.py ARGS` as `NAME.main(ARGS)` in this process: what it printed to stdout, where it must
+    succeed, or to stderr, where it must exit with `exit_code` (2: a usage error from its parser). The runs and
+    measurements it starts still have their own processes, as for users; only the script's start-up (about ten seconds
+    of imports on a slow CPU) is saved."""
+    monkeypatch.chdir(REPO)
+    for name in ("OMP_NUM_THREADS", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM"):  # what the processes it starts see
+        monkeypatch.setenv(name, CHILD_ENV[name])
+
+    def call(name, *arguments, exit_code=0) -> str:
+        capsys.readouterr()
+        main, arguments = importlib.import_module(name).main, [str(argument) for argument in arguments]
+        if exit_code == 0:
+            assert main(arguments) == 0
+            return capsys.readouterr().out
+        with pytest.raises(SystemExit) as exited:
+            main(arguments)
+        assert exited.value.code == exit_code
+        return capsys.readouterr().err
+
+    return call
 
 
-def test_speed_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path):
+def test_speed_benchmark_runs_and_writes_its_table(run_main, tiny_encoder, tmp_path):
     output = tmp_path / "speed_0.1"  # writes speed_0.1.json: a dot in the name is not a suffix to replace
-    run(
-        REPO / "benchmarks" / "speed.py", "--encoder", tiny_encoder, "--batch-size", 2, "--length", 16,
+    run_main(
+        "speed", "--encoder", tiny_encoder, "--batch-size", 2, "--length", 16,
         "--steps", 1, "--warmup", 0, "--label-counts", "3", "--lengths", "16", "--peak-size", 256, "--output", output,
         "--bf16", "always",  # on any CPU: where bf16 is emulated, the tiny encoder's one step is still quick
     )  # fmt: skip
@@ -47,15 +67,14 @@ def test_speed_benchmark_runs_and_writes_its_table(tiny_encoder, tmp_path):
 
 @pytest.mark.parametrize(
     "script, flag, value",
-    [("speed.py", "--lengths", "128,x"), ("large_label_sets.py", "--label-counts", "0"),
-     ("long_documents.py", "--lengths", ""), ("compare_heads.py", "--seeds", "1;2")],
+    [("speed", "--lengths", "128,x"), ("large_label_sets", "--label-counts", "0"),
+     ("long_documents", "--lengths", ""), ("compare_heads", "--seeds", "1;2")],
 )  # fmt: skip
-def test_lists_of_numbers_are_checked_by_the_parser(script, flag, value):
+def test_lists_of_numbers_are_checked_by_the_parser(run_main, script, flag, value):
     """A bad list of numbers is a usage error that names the flag and the value, not a traceback."""
-    arguments = ["benchmarks/configs/hoc.json", "--no-train"] if script == "compare_heads.py" else []
-    completed = run_child([sys.executable, REPO / "benchmarks" / script, *arguments, flag, value])
-    assert completed.returncode == 2 and "Traceback" not in completed.stderr
-    assert f"argument {flag}: expected comma-separated whole numbers from 1, got {value!r}" in completed.stderr
+    arguments = ["benchmarks/configs/hoc.json", "--no-train"] if script == "compare_heads" else []
+    stderr = run_main(script, *arguments, flag, value, exit_code=2)
+    assert f"argument {flag}: expected comma-separated whole numbers from 1, got {value!r}" in stderr
 
 
 HEAD_COMPARISONS = sorted(path for path in (REPO / "benchmarks" / "configs").glob("*.json")
@@ -64,11 +83,8 @@ HEAD_COMPARISONS = sorted(path for path in (REPO / "benchmarks" / "configs").glo
 
 @pytest.fixture(scope="module")
 def compare_heads():
-    """benchmarks/compare_heads.py as a module, in this process."""
-    spec = importlib.util.spec_from_file_location("compare_heads", REPO / "benchmarks" / "compare_heads.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/compare_heads.py as a module, in this process (benchmarks/ is on pytest's pythonpath)."""
+    return importlib.import_module("compare_heads")
 
 
 @pytest.mark.parametrize("config_file", HEAD_COMPARISONS, ids=lambda path: path.stem)
@@ -107,18 +123,18 @@ def test_configs_naming_each_other_in_a_circle_are_refused(tmp_path, key):
     assert f"{key} goes round in a circle: first -> second -> first" in completed.stderr
 
 
-def test_zero_shot_protocol_refuses_a_config_without_the_shared_scorers_metric(small_keywords, tmp_path):
+def test_zero_shot_protocol_refuses_a_config_without_the_shared_scorers_metric(run_main, small_keywords, tmp_path):
     """The default metric has changed before: a config that leaves it to the default would resume its protocol with
     runs unlike its records."""
     config = {"data_dir": str(small_keywords), "held_out": [["angiogenesis"]], "seeds": [1], "train_args": {}}
     (tmp_path / "unnamed_metric.json").write_text(json.dumps(config))
-    completed = run_child([sys.executable, REPO / "benchmarks" / "zero_shot.py", tmp_path / "unnamed_metric.json"])
-    assert completed.returncode == 2 and "Traceback" not in completed.stderr
-    assert "name the shared scorer's metric in the config" in completed.stderr
+    stderr = run_main("zero_shot", tmp_path / "unnamed_metric.json", exit_code=2)
+    assert "name the shared scorer's metric in the config" in stderr
 
 
-def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, tmp_path):
+def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(run_main, tiny_encoder, tmp_path):
     """Sweep on the first seed, the chosen setting on every seed, an ablation; records reused by a second call."""
+    compare = functools.partial(run_main, "compare_heads")
     config = json.loads((REPO / "benchmarks" / "configs" / "hoc.json").read_text())
     data_dir = Path("..") / "shared" / "data" / "hoc"
     other_labels = json.loads((REPO / data_dir / "labels.json").read_text())
@@ -139,10 +155,10 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
                  f"encoder={tiny_encoder}", "label_attention_heads=4"]  # fmt: skip (hoc.json's 12 do not divide 32)
     output, records = tmp_path / "comparison", tmp_path / "records"
     command = [
-        REPO / "benchmarks" / "compare_heads.py", config_file, "--records-dir", records, "--runs-dir",
+        config_file, "--records-dir", records, "--runs-dir",
         tmp_path / "runs", "--output", output, "--jobs", 2, *[arg for item in overrides for arg in ("--override", item)],
     ]  # fmt: skip
-    run(*command)
+    compare(*command)
     (experiment,) = json.loads(output.with_suffix(".json").read_text())
     assert experiment["experiment"] == "tiny_hoc"
     for head in ("label-attention", "mean-pooling"):
@@ -171,9 +187,9 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     assert output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert "Paired differences" in output.with_suffix(".md").read_text()
     # A second call trains nothing: every record is reused.
-    assert "done " not in run(*command).stdout
+    assert "done " not in compare(*command)
     # One head's further seed, without choosing anew: the sweep stays on the config's first seed.
-    stdout = run(*command, "--heads", "mean-pooling", "--seeds", "3").stdout
+    stdout = compare(*command, "--heads", "mean-pooling", "--seeds", "3")
     assert stdout.count("done ") == 1 and "done tiny_hoc/mean-pooling/" in stdout and "/seed3 " in stdout
     (added,) = json.loads(output.with_suffix(".json").read_text())
     assert list(added["heads"]) == ["mean-pooling"] and added["heads"]["mean-pooling"]["seeds"] == [1, 3]
@@ -188,7 +204,7 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     variant_file = tmp_path / "tiny_hoc_variant.json"
     variant_file.write_text(json.dumps(variant))
     variant_command = [variant_file if part == config_file else part for part in command]
-    stdout = run(*variant_command).stdout
+    stdout = compare(*variant_command)
     assert "done tiny_hoc/" not in stdout and stdout.count("done tiny_hoc_variant/") == 2 * 2
     (changed,) = json.loads(output.with_suffix(".json").read_text())
     assert changed["recipes_from"] == "tiny_hoc" and changed["sweep"] == config["sweep"]
@@ -207,10 +223,10 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     assert "the one tiny_hoc's sweep chose" in output.with_suffix(".md").read_text()
     assert "this experiment minus tiny_hoc" in output.with_suffix(".md").read_text()
     # Summarising seeds not run yet trains nothing and reports no head.
-    assert "done " not in run(*variant_command, "--no-train", "--seeds", "3").stdout
+    assert "done " not in compare(*variant_command, "--no-train", "--seeds", "3")
     assert json.loads(output.with_suffix(".json").read_text())[0]["heads"] == {}
     # A seed the source has no run of: nothing to pair it with, and the tables say nothing rather than "seeds []".
-    stdout = run(*variant_command, "--heads", "label-attention", "--seeds", "3").stdout
+    stdout = compare(*variant_command, "--heads", "label-attention", "--seeds", "3")
     assert stdout.count("done tiny_hoc_variant/label-attention/") == 1
     (unpaired,) = json.loads(output.with_suffix(".json").read_text())
     assert unpaired["change_from_source"] == {} and unpaired["paired_differences"] == {}
@@ -223,7 +239,7 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
               "train_args": {**no_dropout, "no_label_feed_forward": True}}  # fmt: skip
     on_top_file = tmp_path / "tiny_hoc_on_top.json"
     on_top_file.write_text(json.dumps(on_top))
-    stdout = run(*[on_top_file if part == config_file else part for part in command]).stdout
+    stdout = compare(*[on_top_file if part == config_file else part for part in command])
     assert stdout.count("done ") == 1 and "done tiny_hoc_on_top/label-attention/" in stdout
     (stacked,) = json.loads(output.with_suffix(".json").read_text())
     assert stacked["heads"]["label-attention"]["chosen"] == experiment["heads"]["label-attention"]["chosen"]
@@ -243,12 +259,12 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(tiny_encoder, t
     # Baselines trained otherwise are refused: the pairing would compare budgets, not heads.
     unfair_file = tmp_path / "tiny_hoc_unfair.json"
     unfair_file.write_text(json.dumps({**on_top, "train_args": {**on_top["train_args"], "epochs": 4}}))
-    completed = run_child([sys.executable, *[unfair_file if part == config_file else part for part in command]])
-    assert completed.returncode == 1 and "Traceback" not in completed.stderr
-    assert "baselines_from 'tiny_hoc_variant' trained otherwise (epochs 3 there, 4 here)" in completed.stderr
+    refused = r"baselines_from 'tiny_hoc_variant' trained otherwise \(epochs 3 there, 4 here\)"
+    with pytest.raises(SystemExit, match=refused):  # exit code 1, this message and no traceback on the command line
+        compare(*[unfair_file if part == config_file else part for part in command])
 
 
-def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_keywords, tmp_path):
+def test_zero_shot_protocol_trains_adds_scores_and_resumes(run_main, tiny_encoder, small_keywords, tmp_path):
     """Held-out sets trained without their labels, then scored with them added; the baseline and the upper bound; the
     whole task with either scorer, recorded under the config's name, the shared scorer's own arguments given to its
     runs only. A second call trains nothing, and takes a per-label record trained alike."""
@@ -259,9 +275,8 @@ def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_k
               "shared_scorer": {"shared_scorer_metric": "identity"}, "train_args": train_args}  # fmt: skip
     config_file, output, records = tmp_path / "tiny_zero_shot.json", tmp_path / "summary", tmp_path / "records"
     config_file.write_text(json.dumps(config))
-    command = [REPO / "benchmarks" / "zero_shot.py", config_file, "--records-dir", records, "--runs-dir",
-               tmp_path / "runs", "--output", output]  # fmt: skip
-    run(*command)
+    command = ["zero_shot", config_file, "--records-dir", records, "--runs-dir", tmp_path / "runs", "--output", output]
+    run_main(*command)
     summary = json.loads(output.with_suffix(".json").read_text())
     assert [row["label"] for row in summary["unseen_labels"]] == ["angiogenesis", "apoptosis", "inflammation"]
     for row in summary["unseen_labels"]:
@@ -296,13 +311,13 @@ def test_zero_shot_protocol_trains_adds_scores_and_resumes(tiny_encoder, small_k
     scored = next(records.rglob("zero_shot.json"))  # as scored before validation was: its model is gone, so kept
     unvalidated = {key: value for key, value in json.loads(scored.read_text()).items() if key != "validation_roc_auc"}
     scored.write_text(json.dumps(unvalidated))
-    assert "done " not in run(*command).stdout
+    assert "done " not in run_main(*command)
     summary = json.loads(output.with_suffix(".json").read_text())
     assert summary["full_task"]["per_label"]["test_micro_f1"]["mean"] == 0.125
     assert set(summary["validation_roc_auc"]) == {"baseline"}
     # A config that names the blocks' heads as those runs had them (the former default) still takes that record.
     pinned = {**train_args, "label_attention_heads": 12}
     config_file.write_text(json.dumps({**config, "per_label_records": str(reference.parent), "train_args": pinned}))
-    assert "done " not in run(*command).stdout
+    assert "done " not in run_main(*command)
     summary = json.loads(output.with_suffix(".json").read_text())
     assert summary["full_task"]["per_label"]["test_micro_f1"]["mean"] == 0.125
