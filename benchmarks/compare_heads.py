@@ -17,7 +17,8 @@ to some heads and to the seeds their chosen settings train on (e.g. to add a see
 The summary then covers those heads and seeds only.
 
 Every finished run leaves its record under `benchmarks/results/runs/` (`eval_results.json`, `train_log.jsonl`,
-`predictions.npz`): commit them, and an interrupted comparison resumes without redoing finished runs. Writes
+`predictions.npz`): commit them, and an interrupted comparison resumes without redoing finished runs; with `--resume`,
+a run stopped part-way goes on from its last finished epoch too (its state is kept in `--runs-dir`). Writes
 `<output>.json`, `<output>.md` and `<output>.png` (learning curves): test metrics as mean and standard deviation over
 seeds, per-seed paired differences between label attention and each baseline (with the paired t-test's 95% confidence
 interval and p-value: beyond seed noise where the interval excludes 0; and, for the main metric, the gap's 95% interval
@@ -76,9 +77,11 @@ def setting_name(setting: dict) -> str:
 class Runner:
     """Runs `train_accelerate.py` for (experiment, head, setting, seed), `jobs` at a time, keeping each run's record."""
 
-    def __init__(self, records_dir, runs_dir, jobs: int, overrides: dict, keep_models: bool, train: bool = True):
+    def __init__(
+        self, records_dir, runs_dir, jobs: int, overrides: dict, keep_models: bool, train: bool = True, resume=False
+    ):
         self.records_dir, self.runs_dir, self.jobs = records_dir, runs_dir, jobs
-        self.overrides, self.keep_models, self.train = overrides, keep_models, train
+        self.overrides, self.keep_models, self.train, self.resume = overrides, keep_models, train, resume
         self.pool = ThreadPoolExecutor(jobs)
 
     def record_dir(self, config, head, setting, seed) -> Path:
@@ -102,8 +105,10 @@ class Runner:
 
     def _train(self, config, head, setting, seed, record: Path):
         output_dir = self.runs_dir / record.relative_to(self.records_dir)
-        shutil.rmtree(output_dir, ignore_errors=True)
-        output_dir.mkdir(parents=True)
+        if not self.resume:
+            shutil.rmtree(output_dir, ignore_errors=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self.resume and any((output_dir / "checkpoints").glob("step_*"))
         train_args = {**config["train_args"], **setting, **self.overrides}
         if head != LABEL_ATTENTION:  # a baseline has no label attention: train_accelerate.py refuses its options
             from label_attention.train_accelerate import LABEL_ATTENTION_OPTIONS
@@ -114,11 +119,13 @@ class Runner:
         for key, value in train_args.items():
             flag = f"--{key.replace('_', '-')}"
             command += [flag] if value is True else [] if value is False else [flag, str(value)]
+        if self.resume:  # the state after every epoch, and the run goes on from the newest one it left
+            command += ["--checkpointing-steps", "epoch", "--resume-from-checkpoint", "latest"]
         # Parallel runs share the cores: each gets its part, so that none oversubscribes them.
         threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
         env = {**os.environ, "OMP_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
         started = time.time()
-        with (output_dir / "run.log").open("w") as log:
+        with (output_dir / "run.log").open("a" if self.resume else "w") as log:
             finished = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         if finished.returncode != 0:
             tail = (output_dir / "run.log").read_text()[-3000:]
@@ -127,6 +134,8 @@ class Runner:
         results["wall_seconds"] = round(time.time() - started, 1)
         results["train_args"] = train_args
         results["device"] = machine()
+        if resumed:  # its wall_seconds and training_seconds are those of the part after the resume
+            results["resumed"] = True
         staging = record.with_name(record.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -575,6 +584,12 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1, help="Runs at a time (e.g. several on one GPU).")
     parser.add_argument("--keep-models", action="store_true", help="Keep each run's model folder in --runs-dir.")
     parser.add_argument(
+        "--resume", action="store_true",
+        help="Save each run's training state in --runs-dir after every epoch, and go on from it: a run stopped "
+             "part-way (e.g. when a session ended) resumes where it stopped. Its record names the machine that "
+             "finished it.",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-train", action="store_true",
         help="Summarise the records there are; train nothing (a comparison still missing runs says which seeds it has).",
     )  # fmt: skip
@@ -590,7 +605,8 @@ def main(argv=None):
     )  # fmt: skip
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.override)
-    runner = Runner(Path(args.records_dir), Path(args.runs_dir), args.jobs, overrides, args.keep_models, not args.no_train)
+    records_dir, runs_dir = Path(args.records_dir), Path(args.runs_dir)
+    runner = Runner(records_dir, runs_dir, args.jobs, overrides, args.keep_models, not args.no_train, args.resume)
     configs = []
     for path in args.configs:
         config = load_config(Path(path))

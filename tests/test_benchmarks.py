@@ -4,6 +4,7 @@ with a tiny encoder. They check that the scripts run and write their tables, not
 import functools
 import importlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -262,6 +263,34 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(run_main, tiny_
     refused = r"baselines_from 'tiny_hoc_variant' trained otherwise \(epochs 3 there, 4 here\)"
     with pytest.raises(SystemExit, match=refused):  # exit code 1, this message and no traceback on the command line
         compare(*[unfair_file if part == config_file else part for part in command])
+
+
+def test_head_comparison_resumes_a_run_stopped_part_way(run_main, tiny_encoder, tmp_path):
+    """With --resume, a run stopped during its last epoch (as when a session ends) goes on from the epoch before, to
+    the record the run would have left uninterrupted."""
+    train_args = {"max_train_samples": 8, "max_eval_samples": 8, "epochs": 2, "max_length": 16, "batch_size": 4,
+                  "learning_rate": 1e-3, "head_learning_rate": 1e-3, "encoder": str(tiny_encoder)}  # fmt: skip
+    config = {"data_dir": "../shared/data/hoc", "heads": ["mean-pooling"], "seeds": [1], "train_args": train_args}
+    config_file, records, runs = tmp_path / "tiny_resumed.json", tmp_path / "records", tmp_path / "runs"
+    config_file.write_text(json.dumps(config))
+    command = ["compare_heads", config_file, "--records-dir", records, "--runs-dir", runs, "--output",
+               tmp_path / "comparison", "--resume", "--keep-models"]  # fmt: skip
+    run_main(*command)
+    (record,) = (path.parent for path in records.rglob("eval_results.json"))
+    run_dir = runs / record.relative_to(records)
+    uninterrupted = json.loads((record / "eval_results.json").read_text())
+    assert "resumed" not in uninterrupted
+    # Stopped during epoch 2: neither its record nor its checkpoint after epoch 2 was written.
+    shutil.rmtree(record)
+    shutil.rmtree(run_dir / "checkpoints" / "step_4")
+    assert "done tiny_resumed/mean-pooling/" in run_main(*command)
+    resumed = json.loads((record / "eval_results.json").read_text())
+    log = (run_dir / "run.log").read_text()  # both parts' output
+    assert log.count("labels; train ") == 2 and f"Resuming from {run_dir / 'checkpoints' / 'step_2'}" in log
+    epochs = [json.loads(line)["epoch"] for line in (record / "train_log.jsonl").read_text().splitlines()]
+    assert resumed["resumed"] is True and epochs == [0, 1]
+    for split in ("validation", "test"):
+        assert resumed[split] == uninterrupted[split], split
 
 
 def test_zero_shot_protocol_trains_adds_scores_and_resumes(run_main, tiny_encoder, small_keywords, tmp_path):
