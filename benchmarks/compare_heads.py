@@ -434,7 +434,7 @@ def markdown(experiments) -> str:
             cells = [f"{row[f'test_{n}']['mean']:.4f} ± {row[f'test_{n}']['std']:.4f}" for n in names]
             cells += [f"{row[f'validation_{n}']['mean']:.4f} ± {row[f'validation_{n}']['std']:.4f}" for n in names]
             cells += [" ".join(map(str, row["seeds"])), " ".join(map(str, row["best_epochs"])),
-                      f"{row['wall_seconds']['mean']:.0f}", ", ".join(row["devices"])]  # fmt: skip
+                      f"{row['wall_seconds']['mean']:.0f}", "; ".join(row["devices"])]  # fmt: skip
             lines.append(f"| {head} | {chosen} | " + " | ".join(cells) + " |")
         if experiment["paired_differences"]:
             lines += ["", "Paired differences on test (then on validation), label attention minus baseline, per "
