@@ -426,14 +426,15 @@ def markdown(experiments) -> str:
             f"### {experiment['experiment']} ({experiment['problem_type']}, seeds {experiment['seeds']})", "",
             experiment["description"], "",
             "| head | chosen on validation | " + " | ".join(f"test {n}" for n in names) + " | "
-            + " | ".join(f"validation {n}" for n in names) + " | seeds | best epochs | wall time per run (s) | ran on |",
+            + " | ".join(f"validation {n}" for n in names)
+            + " | seeds | best epochs (1 = first) | wall time per run (s) | ran on |",
             "|---|---|" + "---|" * (2 * len(names) + 4),
         ]  # fmt: skip
         for head, row in experiment["heads"].items():
             chosen = ", ".join(f"{k}={v}" for k, v in row["chosen"].items()) or "-"
             cells = [f"{row[f'test_{n}']['mean']:.4f} ± {row[f'test_{n}']['std']:.4f}" for n in names]
             cells += [f"{row[f'validation_{n}']['mean']:.4f} ± {row[f'validation_{n}']['std']:.4f}" for n in names]
-            cells += [" ".join(map(str, row["seeds"])), " ".join(map(str, row["best_epochs"])),
+            cells += [" ".join(map(str, row["seeds"])), " ".join(str(epoch + 1) for epoch in row["best_epochs"]),
                       f"{row['wall_seconds']['mean']:.0f}", "; ".join(row["devices"])]  # fmt: skip
             lines.append(f"| {head} | {chosen} | " + " | ".join(cells) + " |")
         if experiment["paired_differences"]:
@@ -481,12 +482,12 @@ def markdown(experiments) -> str:
                       for head, t in thresholds.items()]  # fmt: skip
         if experiment["ablations"]:
             lines += ["", f"Label-attention ablations on its chosen recipe, seed {experiment['seeds'][0]} "
-                      f"(reported, not adopted), {names[0]}:", "", "| change | validation | test | best epoch |",
-                      "|---|---|---|---|"]  # fmt: skip
+                      f"(reported, not adopted), {names[0]}:", "",
+                      "| change | validation | test | best epoch (1 = first) |", "|---|---|---|---|"]  # fmt: skip
             for ablation in experiment["ablations"]:
                 change = ", ".join(f"{k}={v}" for k, v in ablation["change"].items())
                 lines.append(f"| {change} | {ablation['validation']:.4f} | {ablation['test']:.4f} | "
-                             f"{ablation['best_epoch']} |")  # fmt: skip
+                             f"{ablation['best_epoch'] + 1} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
 

@@ -179,6 +179,11 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(run_main, tiny_
     low, high = resampled["ci95"]
     assert low <= difference["mean"] <= high and 0 <= resampled["not_ahead"] <= 1
     assert "test documents resampled" in output.with_suffix(".md").read_text()
+    # The table counts epochs from 1, as people do; the records keep train_log.jsonl's "epoch", from 0.
+    table = output.with_suffix(".md").read_text().splitlines()
+    (row,) = (line for line in table if line.startswith("| mean-pooling |"))
+    best_epochs = experiment["heads"]["mean-pooling"]["best_epochs"]
+    assert f"| 1 2 | {' '.join(str(epoch + 1) for epoch in best_epochs)} |" in row
     assert [ablation["change"] for ablation in experiment["ablations"]] == [{"labels_file": str(other_labels_file)}]
     (ablation_record,) = (records / "tiny_hoc" / "label-attention").glob("*labels_file=*/seed1")
     assert ablation_record.parent.name.startswith("labels_file=labels_names_only.json,")  # a file's name, not a path
