@@ -13,7 +13,8 @@ an MPI `--mpirun_hostfile`; this starts N with torchrun and the gloo backend):
 What a run leaves in `--output-dir`:
     model/             the best model (by validation metric) as a Hub-ready folder: safetensors weights, config with
                        `auto_map`, both code files, the tokenizer, decision thresholds, the model card, its metrics
-    eval_results.json  validation and test metrics of that model, its best epoch, the precision it trained in
+    eval_results.json  validation and test metrics of that model, its best epoch (counted from 0, as train_log.jsonl's
+                       `epoch`), the precision it trained in
     predictions.npz    its validation and test logits, with the references (rows in the data files' order)
     train_log.jsonl    one JSON line per evaluation
     checkpoints/       Accelerate states for `--resume-from-checkpoint` (never uploaded)
