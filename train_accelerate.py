@@ -504,7 +504,7 @@ class Evaluator:
 
 
 class TrainingProgress:
-    """What a resumed run must know beyond model and optimiser: position, best score, patience."""
+    """What a resumed run must know beyond model and optimiser: position, best score, patience, time spent."""
 
     def __init__(self):
         self.completed_steps = 0
@@ -512,9 +512,17 @@ class TrainingProgress:
         self.best_epoch = -1
         self.epochs_without_gain = 0
         self.finished_epochs = 0
+        self.seconds_before = 0.0  # training time of the sittings before this one, up to their last checkpoint
+        self.sitting_started = time.time()
+
+    def training_seconds(self) -> float:
+        """The whole run's, over all its sittings (what a sitting did after its last checkpoint is redone, so it
+        does not count)."""
+        return self.seconds_before + time.time() - self.sitting_started
 
     def state_dict(self):
-        return dict(vars(self))
+        state = {key: value for key, value in vars(self).items() if key != "sitting_started"}
+        return {**state, "seconds_before": self.training_seconds()}
 
     def load_state_dict(self, state):
         vars(self).update(state)
@@ -762,7 +770,7 @@ def save_checkpoint(args, accelerator, progress):
     save_checkpoint_atomically(accelerator, checkpoint_dir, progress.completed_steps, args.checkpoints_total_limit)
 
 
-def validate_and_keep_best(args, accelerator, model, tokenizer, evaluator, validation, progress, epoch, started):
+def validate_and_keep_best(args, accelerator, model, tokenizer, evaluator, validation, progress, epoch):
     """Score the epoch on validation, log it, and save the model folder when it is the best so far."""
     logits, references = evaluator.logits_and_references(model, validation, accelerator)
     # Tuned thresholds are part of the model, so it is scored (and kept) with them.
@@ -774,7 +782,7 @@ def validate_and_keep_best(args, accelerator, model, tokenizer, evaluator, valid
     if accelerator.is_main_process:
         record = {"epoch": epoch, "step": progress.completed_steps, "validation": metrics, "improved": improved}
         with Path(args.output_dir, "train_log.jsonl").open("a") as log_file:
-            log_file.write(json.dumps({**record, "elapsed_seconds": round(time.time() - started, 1)}) + "\n")
+            log_file.write(json.dumps({**record, "elapsed_seconds": round(progress.training_seconds(), 1)}) + "\n")
     accelerator.print(f"epoch {epoch}: validation {evaluator.main_metric} {metrics[evaluator.main_metric]:.4f}")
     if args.report_to:
         validation_floats = {f"validation_{k}": v for k, v in metrics.items() if isinstance(v, float)}
@@ -792,13 +800,15 @@ def validate_and_keep_best(args, accelerator, model, tokenizer, evaluator, valid
     progress.finished_epochs = epoch + 1
 
 
-def score_best_model(
-    args, accelerator, model_class, evaluator, eval_dataloaders, eval_orders, progress, training_seconds
-):
+def score_best_model(args, accelerator, model_class, evaluator, eval_dataloaders, eval_orders, progress):
     """Metrics of the best model exactly as saved, with its logits (predictions.npz, rows in the data files' order,
-    as `eval_orders` says the loaders shuffled them); writes eval_results.json."""
+    as `eval_orders` says the loaders shuffled them); writes eval_results.json. A resumed run's training_seconds are
+    those of all its sittings; training_seconds_before_resume, those before the last."""
+    training_seconds = progress.training_seconds()
     best = accelerator.prepare(model_class.from_pretrained(Path(args.output_dir, "model"), trust_remote_code=True))
     results = {"head": args.head, "best_epoch": progress.best_epoch, "training_seconds": round(training_seconds, 1)}
+    if progress.seconds_before:
+        results["training_seconds_before_resume"] = round(progress.seconds_before, 1)
     results["mixed_precision"] = args.mixed_precision  # the one it trained in: a CPU without native bf16 falls back
     thresholds = getattr(accelerator.unwrap_model(best).config, "decision_thresholds", None)
     predictions = {}
@@ -899,7 +909,7 @@ def train(args, accelerator):
     # Train, keeping the best epoch on validation
     evaluator = Evaluator(label_set)
     bar = tqdm(total=max_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process)
-    started = time.time()
+    progress.sitting_started = time.time()
     for epoch in range(start_epoch, args.epochs):
         if progress.epochs_without_gain >= args.patience:
             accelerator.print(f"No gain for {args.patience} epochs: stopping early.")
@@ -910,7 +920,7 @@ def train(args, accelerator):
             batches = accelerator.skip_first_batches(train_dataloader, batches_to_skip)
         train_epoch(args, accelerator, model, optimizer, scheduler, batches, progress, bar, epoch)
         validation = eval_dataloaders["validation"]
-        validate_and_keep_best(args, accelerator, model, tokenizer, evaluator, validation, progress, epoch, started)
+        validate_and_keep_best(args, accelerator, model, tokenizer, evaluator, validation, progress, epoch)
         accelerator.wait_for_everyone()
         if args.checkpointing_steps:
             save_checkpoint(args, accelerator, progress)
@@ -919,9 +929,7 @@ def train(args, accelerator):
     # Test and publish
     accelerator.wait_for_everyone()
     model_class = type(accelerator.unwrap_model(model))
-    best, results = score_best_model(
-        args, accelerator, model_class, evaluator, eval_dataloaders, eval_orders, progress, time.time() - started
-    )
+    best, results = score_best_model(args, accelerator, model_class, evaluator, eval_dataloaders, eval_orders, progress)
     if accelerator.is_main_process:
         publish(args, accelerator, best, tokenizer, results)
 

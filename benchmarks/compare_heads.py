@@ -131,10 +131,12 @@ class Runner:
             tail = (output_dir / "run.log").read_text()[-3000:]
             raise RuntimeError(f"run failed ({finished.returncode}): {' '.join(command)}\n{tail}")
         results = json.loads((output_dir / "eval_results.json").read_text())
-        results["wall_seconds"] = round(time.time() - started, 1)
+        # A resumed run's sittings before the last count with their training time up to their last checkpoint.
+        earlier = results.get("training_seconds_before_resume", 0.0)
+        results["wall_seconds"] = round(time.time() - started + earlier, 1)
         results["train_args"] = train_args
         results["device"] = machine()
-        if resumed:  # its wall_seconds and training_seconds are those of the part after the resume
+        if resumed:
             results["resumed"] = True
         staging = record.with_name(record.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)

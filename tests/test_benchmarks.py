@@ -294,6 +294,7 @@ def test_head_comparison_resumes_a_run_stopped_part_way(run_main, tiny_encoder, 
     assert log.count("labels; train ") == 2 and f"Resuming from {run_dir / 'checkpoints' / 'step_2'}" in log
     epochs = [json.loads(line)["epoch"] for line in (record / "train_log.jsonl").read_text().splitlines()]
     assert resumed["resumed"] is True and epochs == [0, 1]
+    assert resumed["wall_seconds"] > resumed["training_seconds_before_resume"] > 0  # the first sitting counts too
     for split in ("validation", "test"):
         assert resumed[split] == uninterrupted[split], split
 

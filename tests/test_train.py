@@ -60,8 +60,9 @@ def read_log(output_dir: Path) -> list[dict]:
 
 
 def metrics_of(output_dir: Path) -> dict:
-    """eval_results.json without the wall-clock time."""
-    return {k: v for k, v in read_json(output_dir / "eval_results.json").items() if k != "training_seconds"}
+    """eval_results.json without the wall-clock times."""
+    timings = ("training_seconds", "training_seconds_before_resume")
+    return {k: v for k, v in read_json(output_dir / "eval_results.json").items() if k not in timings}
 
 
 def log_without_times(output_dir: Path) -> list[dict]:
@@ -412,6 +413,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(reference_run, tiny_enco
 
     assert metrics_of(output_dir) == metrics_of(reference_run)
     assert log_without_times(output_dir) == log_without_times(reference_run)  # each epoch logged once
+    # Its times are the whole run's: the sitting before the kill counts up to its last checkpoint.
+    results, elapsed = read_json(output_dir / "eval_results.json"), [r["elapsed_seconds"] for r in read_log(output_dir)]
+    assert 0 < elapsed[0] <= results["training_seconds_before_resume"] < elapsed[1] <= results["training_seconds"]
     assert max_weight_difference(output_dir / "model/model.safetensors", reference_run / "model/model.safetensors") == 0
     last = f"checkpoints/step_{EPOCHS * STEPS_PER_EPOCH}/model.safetensors"
     assert max_weight_difference(output_dir / last, reference_run / last) == 0.0
