@@ -61,6 +61,18 @@ def machine() -> str:
     return f"{cpu_name()} ({os.cpu_count()} cores)"
 
 
+def code_commit() -> str | None:
+    """The commit of the code that trains, marked "+changes" where its Python files differ from it; None outside git."""
+    def git(*arguments) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *arguments], capture_output=True, text=True, check=True).stdout
+
+    try:
+        commit, changes = git("rev-parse", "--short=12", "HEAD").strip(), git("status", "--porcelain", "--", "*.py")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+changes" if changes.strip() else "")
+
+
 def trained_on(run: dict) -> str:
     """The machine a run trained on and, where its record says (newer ones do), the precision it trained in."""
     device = run.get("device", "unknown")
@@ -109,6 +121,13 @@ class Runner:
             shutil.rmtree(output_dir, ignore_errors=True)
         output_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.resume and any((output_dir / "checkpoints").glob("step_*"))
+        # The code of every sitting, so that a run resumed after the code changed says so in its record.
+        commits_file = output_dir / "code_commits.txt"
+        commits = commits_file.read_text().split() if resumed and commits_file.exists() else []
+        current = code_commit()
+        if current and current not in commits[-1:]:
+            commits.append(current)
+            commits_file.write_text("\n".join(commits) + "\n")
         train_args = {**config["train_args"], **setting, **self.overrides}
         if head != LABEL_ATTENTION:  # a baseline has no label attention: train_accelerate.py refuses its options
             from label_attention.train_accelerate import LABEL_ATTENTION_OPTIONS
@@ -136,6 +155,7 @@ class Runner:
         results["wall_seconds"] = round(time.time() - started + earlier, 1)
         results["train_args"] = train_args
         results["device"] = machine()
+        results["code_commits"] = commits
         if resumed:
             results["resumed"] = True
         staging = record.with_name(record.name + ".partial")

@@ -270,9 +270,9 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(run_main, tiny_
         compare(*[unfair_file if part == config_file else part for part in command])
 
 
-def test_head_comparison_resumes_a_run_stopped_part_way(run_main, tiny_encoder, tmp_path):
+def test_head_comparison_resumes_a_run_stopped_part_way(run_main, compare_heads, tiny_encoder, tmp_path, monkeypatch):
     """With --resume, a run stopped during its last epoch (as when a session ends) goes on from the epoch before, to
-    the record the run would have left uninterrupted."""
+    the record the run would have left uninterrupted; the record names the code of both sittings."""
     train_args = {"max_train_samples": 8, "max_eval_samples": 8, "epochs": 2, "max_length": 16, "batch_size": 4,
                   "learning_rate": 1e-3, "head_learning_rate": 1e-3, "encoder": str(tiny_encoder)}  # fmt: skip
     config = {"data_dir": "../shared/data/hoc", "heads": ["mean-pooling"], "seeds": [1], "train_args": train_args}
@@ -285,9 +285,12 @@ def test_head_comparison_resumes_a_run_stopped_part_way(run_main, tiny_encoder, 
     run_dir = runs / record.relative_to(records)
     uninterrupted = json.loads((record / "eval_results.json").read_text())
     assert "resumed" not in uninterrupted
+    first_commit = compare_heads.code_commit()
+    assert uninterrupted["code_commits"] == ([first_commit] if first_commit else [])
     # Stopped during epoch 2: neither its record nor its checkpoint after epoch 2 was written.
     shutil.rmtree(record)
     shutil.rmtree(run_dir / "checkpoints" / "step_4")
+    monkeypatch.setattr(compare_heads, "code_commit", lambda: "0123456789ab")  # the code changed in between
     assert "done tiny_resumed/mean-pooling/" in run_main(*command)
     resumed = json.loads((record / "eval_results.json").read_text())
     log = (run_dir / "run.log").read_text()  # both parts' output
@@ -295,6 +298,7 @@ def test_head_comparison_resumes_a_run_stopped_part_way(run_main, tiny_encoder, 
     epochs = [json.loads(line)["epoch"] for line in (record / "train_log.jsonl").read_text().splitlines()]
     assert resumed["resumed"] is True and epochs == [0, 1]
     assert resumed["wall_seconds"] > resumed["training_seconds_before_resume"] > 0  # the first sitting counts too
+    assert resumed["code_commits"] == [*uninterrupted["code_commits"], "0123456789ab"]
     for split in ("validation", "test"):
         assert resumed[split] == uninterrupted[split], split
 
