@@ -249,7 +249,7 @@ def compare(config, runner: Runner, chosen: dict) -> dict:
             **{f"validation_{name}": summarise([run["validation"][name] for run in runs]) for name in metric_names},
             "wall_seconds": summarise([run["wall_seconds"] for run in runs]),
             "experiment": owner["name"],
-            "devices": sorted({trained_on(run) for run in runs}),
+            "devices": [trained_on(run) for run in runs],  # per seed, as "seeds"
             "best_epochs": [run["best_epoch"] for run in runs],
             "learning_curves": [[record["validation"][metric_names[0]] for record in run["log"]] for run in runs],
         }
@@ -440,6 +440,14 @@ def choose(config, head, sweep) -> dict | None:
     return {"setting": best["setting"], "sweep": scores}
 
 
+def ran_on(seeds: list[int], devices: list[str]) -> str:
+    """The table's "ran on" cell: the machine, or where the seeds ran on several, which seeds ran on which."""
+    if len(set(devices)) == 1:
+        return devices[0]
+    seeds_of = {device: [str(seed) for seed, ran in zip(seeds, devices) if ran == device] for device in devices}
+    return "; ".join(f"{device} (seed{'s' * (len(on) > 1)} {' '.join(on)})" for device, on in seeds_of.items())
+
+
 def markdown(experiments) -> str:
     lines = []
     for experiment in experiments:
@@ -457,7 +465,7 @@ def markdown(experiments) -> str:
             cells = [f"{row[f'test_{n}']['mean']:.4f} ± {row[f'test_{n}']['std']:.4f}" for n in names]
             cells += [f"{row[f'validation_{n}']['mean']:.4f} ± {row[f'validation_{n}']['std']:.4f}" for n in names]
             cells += [" ".join(map(str, row["seeds"])), " ".join(str(epoch + 1) for epoch in row["best_epochs"]),
-                      f"{row['wall_seconds']['mean']:.0f}", "; ".join(row["devices"])]  # fmt: skip
+                      f"{row['wall_seconds']['mean']:.0f}", ran_on(row["seeds"], row["devices"])]  # fmt: skip
             lines.append(f"| {head} | {chosen} | " + " | ".join(cells) + " |")
         if experiment["paired_differences"]:
             lines += ["", "Paired differences on test (then on validation), label attention minus baseline, per "

@@ -167,7 +167,8 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(run_main, tiny_
         assert len(row["sweep"]) == 2 and row["chosen"] in [score["setting"] for score in row["sweep"]]
         assert len(row["test_micro_f1"]["values"]) == 2 and len(row["learning_curves"]) == 2
         assert set(row["thresholds"]) == {"held_out_micro_f1_tuned", "held_out_micro_f1_at_0.5"}
-        assert all(device.endswith(", fp32") for device in row["devices"])  # the machine and the precision trained in
+        assert len(row["devices"]) == len(row["seeds"])  # per seed: the machine and the precision trained in
+        assert all(device.endswith(", fp32") for device in row["devices"])
     difference = experiment["paired_differences"]["mean-pooling"]["micro_f1"]
     label_attention, baseline = (experiment["heads"][h]["test_micro_f1"]["values"] for h in ("label-attention", "mean-pooling"))
     assert difference["values"] == [a - b for a, b in zip(label_attention, baseline)]
@@ -268,6 +269,12 @@ def test_head_comparison_sweeps_runs_seeds_and_writes_its_tables(run_main, tiny_
     refused = r"baselines_from 'tiny_hoc_variant' trained otherwise \(epochs 3 there, 4 here\)"
     with pytest.raises(SystemExit, match=refused):  # exit code 1, this message and no traceback on the command line
         compare(*[unfair_file if part == config_file else part for part in command])
+
+
+def test_ran_on_cell_says_which_seeds_ran_where(compare_heads):
+    assert compare_heads.ran_on([1, 2], ["H100", "H100"]) == "H100"
+    cell = compare_heads.ran_on([1, 2, 3], ["H100", "EPYC, fp32", "EPYC, fp32"])
+    assert cell == "H100 (seed 1); EPYC, fp32 (seeds 2 3)"
 
 
 def test_head_comparison_resumes_a_run_stopped_part_way(run_main, compare_heads, tiny_encoder, tmp_path, monkeypatch):
