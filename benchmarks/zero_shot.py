@@ -41,7 +41,7 @@ from pathlib import Path
 import evaluate
 import numpy as np
 import torch
-from compare_heads import REPO, RESULTS, Runner, summarise
+from compare_heads import REPO, RESULTS, Runner, ran_on, summarise, trained_on
 from speed import encoder_and_name, write_results
 from transformers import AutoModel, AutoTokenizer
 
@@ -311,7 +311,7 @@ def summarise_protocol(config: dict, task: Task, zero_shot: dict, baseline: dict
                for metric in ("micro_f1", "macro_f1")},
             "validation_micro_f1": summarise([run["validation"]["micro_f1"] for run in runs]),
             "records": [os.path.relpath(run["record"], REPO) for run in runs],
-            "devices": sorted({run.get("device", "unknown") for run in runs}),
+            "devices": [trained_on(run) for run in runs],  # per seed, as "seeds"
         }
         for scorer, runs in (("shared", shared_runs), ("per_label", per_label_runs))
     }  # fmt: skip
@@ -361,7 +361,7 @@ def markdown(summary: dict) -> str:
     ]  # fmt: skip
     for scorer, row in summary["full_task"].items():
         cells = [cell(row[key]) for key in ("test_micro_f1", "test_macro_f1", "validation_micro_f1")]
-        lines.append(f"| {scorer} | " + " | ".join(cells) + f" | {', '.join(row['devices'])} |")
+        lines.append(f"| {scorer} | " + " | ".join(cells) + f" | {ran_on(summary['seeds'], row['devices'])} |")
     args = ", ".join(f"{key}={value}" for key, value in summary["train_args"].items())
     lines += ["", f"Training arguments (every run): {args}.", ""]
     return "\n".join(lines)

@@ -337,6 +337,8 @@ def test_zero_shot_protocol_trains_adds_scores_and_resumes(run_main, tiny_encode
         assert all(0 < threshold < 1 for threshold in held["calibrated_thresholds"].values())
         assert set(held["validation_roc_auc"]) == set(held["held_out"])
     assert set(summary["full_task"]) == {"shared", "per_label"}
+    for row in summary["full_task"].values():  # per seed: the machine and the precision trained in
+        assert len(row["devices"]) == len(summary["seeds"]) and row["devices"][0].endswith(", fp32")
     recorded = [path.parent.relative_to(records / config_file.stem) for path in records.rglob("eval_results.json")]
     shared = "shared,shared_scorer_metric=identity"
     assert sorted(path.as_posix() for path in recorded) == [
